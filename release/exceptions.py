@@ -1,0 +1,9 @@
+from __future__ import annotations
+
+
+class ReleaseError(Exception):
+    """A release step failed; the message says what to do. Nothing was recorded as applied."""
+
+
+class UnsupportedEngine(ReleaseError):
+    """The configured session engine's sessions cannot be removed by this version."""

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from argparse import ArgumentParser
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
+
+from release.apply import force_logout
+from release.exceptions import ReleaseError
+from release.report import outcome_lines
+
+
+class Command(BaseCommand):
+    help = "Log everyone out now, without changing a marker, and record the reason in the history."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("--reason", required=True, help="Why, for the history (required).")
+        parser.add_argument(
+            "--no-input",
+            "--noinput",
+            action="store_false",
+            dest="interactive",
+            help="Do not ask for confirmation.",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["interactive"]:
+            answer = input("This logs every user out now. Type 'yes' to continue: ")
+            if answer.strip().lower() != "yes":
+                raise CommandError("Cancelled: nobody was logged out.")
+        try:
+            outcome = force_logout(options["reason"])
+        except ReleaseError as error:
+            raise CommandError(str(error)) from error
+        except DatabaseError as error:
+            raise CommandError(
+                f"The logout failed and was rolled back: {error}. Nobody was logged out and "
+                "nothing was recorded. Fix the cause and run the command again."
+            ) from error
+        for line in outcome_lines(outcome):
+            self.stdout.write(line)

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from argparse import ArgumentParser
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from release.apply import preview_release
+from release.exceptions import ReleaseError
+from release.models import Logout
+from release.plan import history_alias, is_installed
+from release.report import history_line, outcome_lines
+
+
+class Command(BaseCommand):
+    help = "Show the logouts this database has applied and what the next release would do."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument(
+            "--limit", type=int, default=20, help="How many history entries to show (20)."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        alias = history_alias()
+        if not is_installed(alias):
+            self.stdout.write(
+                f"No history: the release app's tables do not exist on database {alias!r} yet."
+            )
+        else:
+            records = list(Logout.objects.using(alias).order_by("-epoch")[: options["limit"]])
+            self.stdout.write(f"History on database {alias!r}, newest first:")
+            if not records:
+                self.stdout.write("  (empty: no release with the tool has run here yet)")
+            for record in records:
+                self.stdout.write(history_line(record))
+        self.stdout.write("Next release, with the markers of this process:")
+        try:
+            outcome = preview_release()
+        except ReleaseError as error:
+            raise CommandError(str(error)) from error
+        for line in outcome_lines(outcome, dry_run=True):
+            self.stdout.write(f"  {line}")

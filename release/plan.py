@@ -1,0 +1,141 @@
+"""Deciding what a release does, from the markers and what this database has applied."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from django.db import connections, router
+
+from release.markers import CODE, CONFIG, MARKER_NAMES, Markers, describe, digest_of
+from release.models import AppliedMarker, Logout, ReleaseEpoch
+
+
+class Action(StrEnum):
+    INSTALL = "install"
+    LOGOUT = "logout"
+    NOTHING = "nothing"
+
+
+class Status(StrEnum):
+    UNSET = "unset: never triggers"
+    NEW = "new: never applied here"
+    APPLIED = "already applied here"
+    BASELINE = "recorded as applied by the first release"
+
+
+@dataclass(frozen=True)
+class MarkerState:
+    kind: str
+    previous: str | None  # the value the last release here ran with
+    current: str | None
+    status: Status
+
+    @property
+    def name(self) -> str:
+        return MARKER_NAMES[self.kind]
+
+    @property
+    def is_new(self) -> bool:
+        return self.status is Status.NEW
+
+    def line(self) -> str:
+        if self.previous == self.current:
+            change = f"{describe(self.current)} (unchanged)"
+        else:
+            change = f"{describe(self.previous)} -> {describe(self.current)}"
+        return f"{self.name}: {change}, {self.status.value}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    action: Action
+    markers: Markers
+    states: tuple[MarkerState, MarkerState]
+    logs_out: bool
+    reason: str
+    epoch: int  # the epoch after this release: the newest one, plus one if it logs out
+
+    @property
+    def new_states(self) -> list[MarkerState]:
+        return [state for state in self.states if state.is_new]
+
+
+def history_alias() -> str:
+    return router.db_for_write(Logout)
+
+
+def is_installed(alias: str | None = None) -> bool:
+    """Whether this app's tables exist (a dry run before the first migrate has none)."""
+    alias = alias or history_alias()
+    return Logout._meta.db_table in connections[alias].introspection.table_names()
+
+
+def latest_epoch(alias: str) -> int | None:
+    """The newest epoch this database has, or None before the first release with the tool."""
+    newest = Logout.objects.using(alias).order_by("-epoch").values_list("epoch", flat=True)
+    return newest.first()
+
+
+def is_applied(alias: str, kind: str, value: str) -> bool:
+    return AppliedMarker.objects.using(alias).filter(kind=kind, digest=digest_of(value)).exists()
+
+
+def previous_markers(alias: str) -> Markers:
+    last = ReleaseEpoch.objects.using(alias).order_by("-released_at", "-pk").first()
+    if last is None:
+        return Markers(code=None, config=None)
+    return Markers(code=last.code_marker, config=last.config_marker)
+
+
+def marker_states(
+    markers: Markers, previous: Markers, status: Callable[[str, str], Status]
+) -> tuple[MarkerState, MarkerState]:
+    code, config = (
+        MarkerState(
+            kind,
+            previous.get(kind),
+            current,
+            Status.UNSET if current is None else status(kind, current),
+        )
+        for kind, current in ((CODE, markers.code), (CONFIG, markers.config))
+    )
+    return code, config
+
+
+def make_plan(
+    markers: Markers, *, logout_on_install: bool = False, alias: str | None = None
+) -> Plan:
+    """What a release with `markers` does now. Read inside the release lock to act on it."""
+    alias = alias or history_alias()
+    installed = is_installed(alias)
+    newest = latest_epoch(alias) if installed else None
+    previous = previous_markers(alias) if installed else Markers(code=None, config=None)
+
+    if newest is None:
+        states = marker_states(markers, previous, lambda kind, value: Status.BASELINE)
+        if logout_on_install:
+            reason = "this is the first release with the tool, and --logout-on-install is given"
+        else:
+            reason = (
+                "this is the first release with the tool, which logs nobody out "
+                "(--logout-on-install would)"
+            )
+        epoch = 1 if logout_on_install else 0
+        return Plan(Action.INSTALL, markers, states, logout_on_install, reason, epoch)
+
+    states = marker_states(
+        markers,
+        previous,
+        lambda kind, value: Status.APPLIED if is_applied(alias, kind, value) else Status.NEW,
+    )
+    new = [state for state in states if state.is_new]
+    if new:
+        reason = " and ".join(
+            f"{state.name} is {describe(state.current)}, which this database has never applied"
+            for state in new
+        )
+        return Plan(Action.LOGOUT, markers, states, True, reason, newest + 1)
+    reason = "no marker has a value that this database has not applied"
+    return Plan(Action.NOTHING, markers, states, False, reason, newest)

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from datetime import timedelta
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.contrib.sessions.backends.db import SessionStore
+from django.contrib.sessions.models import Session
+from django.core.management import call_command
+from django.db import connections
+from django.db.models import Model
+from django.utils import timezone
+
+ROOT = Path(__file__).resolve().parent.parent
+
+RELEASE_ENV = (
+    "FORCE_LOGOUT_ON_DEPLOY",
+    "HEROKU_RELEASE_VERSION",
+    "HEROKU_SLUG_COMMIT",
+    "DYNO",
+)
+
+
+@pytest.fixture(autouse=True)
+def clean_release_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in RELEASE_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+def vendor(alias: str = "default") -> str:
+    return connections[alias].vendor
+
+
+def database_url(alias: str = "default") -> str:
+    """A DATABASE_URL for a child process that points at the test database `alias`."""
+    conn = connections[alias].settings_dict
+    if conn["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{conn['NAME']}"
+    scheme = {"postgresql": "postgres", "mysql": "mysql"}[connections[alias].vendor]
+    password = f":{conn['PASSWORD']}" if conn.get("PASSWORD") else ""
+    port = f":{conn['PORT']}" if conn.get("PORT") else ""
+    return f"{scheme}://{conn['USER']}{password}@{conn['HOST']}{port}/{conn['NAME']}"
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key not in RELEASE_ENV}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    env["DATABASE_URL"] = database_url()
+    env.update(extra)
+    return env
+
+
+def run_manage(*args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=child_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def release(*args: str) -> str:
+    """Run the release command in this process, without its migrate step; return its output."""
+    out = StringIO()
+    call_command("release", "--skip-migrate", *args, stdout=out)
+    return out.getvalue()
+
+
+def make_sessions(
+    count: int, model: type[Model] = Session, alias: str = "default", **data: object
+) -> list[str]:
+    """`count` real sessions, as SessionStore would save them; returns their keys."""
+    encoded = SessionStore().encode({"_auth_user_id": "1", **data})
+    expires = timezone.now() + timedelta(days=14)
+    keys = [secrets.token_hex(16) for _ in range(count)]
+    model._base_manager.using(alias).bulk_create(
+        model(session_key=key, session_data=encoded, expire_date=expires)
+        for key in keys
+    )
+    return keys
+
+
+@pytest.fixture
+def installed(db: None) -> None:
+    """A database where the first release with the tool, FORCE_LOGOUT_VERSION = 1, has run."""
+    release()

@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Model
+
+
+class TestRouter:
+    """Sends every model to `settings.TEST_ROUTE_TO`, to act as another app's database."""
+
+    def db_for_read(self, model: type[Model], **hints: Any) -> str | None:
+        return settings.TEST_ROUTE_TO
+
+    def db_for_write(self, model: type[Model], **hints: Any) -> str | None:
+        return settings.TEST_ROUTE_TO

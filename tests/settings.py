@@ -1,0 +1,36 @@
+"""Test settings: the example project's, with a database chosen by DATABASE_URL.
+
+Unset, the suite runs on SQLite; `DATABASE_URL=postgres://...` or `mysql://...` runs the same
+tests on PostgreSQL or MariaDB. A second alias, `pipeline`, stands for another app's database
+(staging beside production) on the same server.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from example_project.settings import *  # noqa: F403
+from example_project.settings import BASE_DIR, DATABASES, INSTALLED_APPS
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.custom_sessions"]
+
+DATABASES["default"]["CONN_MAX_AGE"] = 0
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # On disk, so that the release command run as a child process sees the test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".test-default.sqlite3")}
+    DATABASES["pipeline"] = {
+        **copy.deepcopy(DATABASES["default"]),
+        "TEST": {"NAME": str(BASE_DIR / ".test-pipeline.sqlite3")},
+    }
+else:
+    DATABASES["pipeline"] = {
+        **copy.deepcopy(DATABASES["default"]),
+        "TEST": {"NAME": f"test_{DATABASES['default']['NAME']}_pipeline"},
+    }
+
+DATABASE_ROUTERS = ["tests.routers.TestRouter"]
+
+# Names the alias that TestRouter sends everything to; None leaves Django's default.
+TEST_ROUTE_TO: str | None = None
