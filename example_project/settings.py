@@ -23,9 +23,9 @@ def env_flag(name: str, default: bool) -> bool:
 # Heroku sets DYNO on every dyno; Heroku CI sets CI, and runs over plain HTTP.
 IS_HEROKU_APP = "DYNO" in os.environ and "CI" not in os.environ
 
-# Heroku gets a real key from app.json's `secret` generator; a dyno without one refuses to start
-# rather than sign sessions with a key that is public. Locally a fixed development key lets
-# every gunicorn worker read the sessions the others made.
+# Heroku gets a real key from app.json's `secret` generator. A dyno without one fails every
+# request that signs something (ImproperlyConfigured) rather than sign with a public key.
+# Locally a fixed development key lets every gunicorn worker read the sessions the others made.
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or (
     "" if IS_HEROKU_APP else "django-insecure-local-development-key-do-not-use-in-production"
 )

@@ -35,7 +35,7 @@ def read_markers() -> Markers:
     try:
         return current_markers()
     except InvalidMarker as error:
-        raise ReleaseError(f"{error} Fix the setting and deploy again.") from error
+        raise ReleaseError(str(error)) from error
 
 
 def preview_release(*, logout_on_install: bool = False) -> Outcome:

@@ -15,6 +15,7 @@ from django.core.management import call_command
 from django.db import connections
 from django.db.models import Model
 from django.utils import timezone
+from pytest_django.fixtures import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,6 +31,21 @@ RELEASE_ENV = (
 def clean_release_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in RELEASE_ENV:
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def uncollected_static(settings: Settings, tmp_path: Path) -> None:
+    """Static files as a test run has them: nothing collected, so no manifest to hash names by.
+
+    Django's own advice for ManifestStaticFilesStorage, whose {% static %} fails without the
+    manifest that collectstatic writes; and an existing, empty STATIC_ROOT, so that WhiteNoise
+    has no missing directory to warn about.
+    """
+    settings.STATIC_ROOT = tmp_path
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
 
 
 def vendor(alias: str = "default") -> str:
@@ -51,6 +67,8 @@ def child_env(**extra: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if key not in RELEASE_ENV}
     env.pop("DJANGO_SETTINGS_MODULE", None)
     env["DATABASE_URL"] = database_url()
+    # As in an activated virtualenv: `python` is the interpreter running the tests.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update(extra)
     return env
 
@@ -82,8 +100,7 @@ def make_sessions(
     expires = timezone.now() + timedelta(days=14)
     keys = [secrets.token_hex(16) for _ in range(count)]
     model._base_manager.using(alias).bulk_create(
-        model(session_key=key, session_data=encoded, expire_date=expires)
-        for key in keys
+        model(session_key=key, session_data=encoded, expire_date=expires) for key in keys
     )
     return keys
 

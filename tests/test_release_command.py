@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection
 from django.db.models.signals import post_delete, pre_delete
 from django.test.utils import CaptureQueriesContext
-from pytest_django.fixtures import Settings as SettingsWrapper
+from pytest_django.fixtures import Settings
 
 from release.models import AppliedMarker, Logout, ReleaseEpoch
 from tests.conftest import make_sessions, release
@@ -70,7 +70,7 @@ class TestFirstInstall:
         assert Session.objects.count() == 2
         assert history() == [("install", 0, False)]
 
-    def test_without_code_marker(self, settings: SettingsWrapper) -> None:
+    def test_without_code_marker(self, settings: Settings) -> None:
         del settings.FORCE_LOGOUT_VERSION
 
         output = release()
@@ -81,7 +81,7 @@ class TestFirstInstall:
 
 @pytest.mark.django_db
 class TestCodeMarker:
-    def test_bump_logs_everyone_out_once(self, installed: None, settings: SettingsWrapper) -> None:
+    def test_bump_logs_everyone_out_once(self, installed: None, settings: Settings) -> None:
         make_sessions(5)
         settings.FORCE_LOGOUT_VERSION = 2
 
@@ -103,7 +103,7 @@ class TestCodeMarker:
         assert "Done: nothing recorded" in redeploy
 
     def test_rollback_to_applied_value_logs_nobody_out(
-        self, installed: None, settings: SettingsWrapper
+        self, installed: None, settings: Settings
     ) -> None:
         settings.FORCE_LOGOUT_VERSION = 2
         release()
@@ -117,7 +117,7 @@ class TestCodeMarker:
         assert [kind for kind, _, _ in history()] == ["install", "markers"]
 
     def test_int_and_str_are_the_same_value(
-        self, installed: None, settings: SettingsWrapper
+        self, installed: None, settings: Settings
     ) -> None:
         make_sessions(1)
         settings.FORCE_LOGOUT_VERSION = " 1 "
@@ -127,7 +127,7 @@ class TestCodeMarker:
         assert Session.objects.count() == 1
 
     def test_removing_the_setting_logs_nobody_out(
-        self, installed: None, settings: SettingsWrapper
+        self, installed: None, settings: Settings
     ) -> None:
         make_sessions(1)
         del settings.FORCE_LOGOUT_VERSION
@@ -138,7 +138,7 @@ class TestCodeMarker:
         assert "FORCE_LOGOUT_VERSION: '1' -> unset, unset: never triggers" in output
 
     def test_invalid_value_fails_with_what_to_do(
-        self, installed: None, settings: SettingsWrapper
+        self, installed: None, settings: Settings
     ) -> None:
         make_sessions(1)
         settings.FORCE_LOGOUT_VERSION = [2]
@@ -211,7 +211,7 @@ class TestConfigMarker:
         assert [kind for kind, _, _ in history()] == ["install", "markers"]
 
     def test_both_markers_at_once_log_out_once(
-        self, installed: None, settings: SettingsWrapper, monkeypatch: pytest.MonkeyPatch
+        self, installed: None, settings: Settings, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         make_sessions(2)
         settings.FORCE_LOGOUT_VERSION = "2"
@@ -238,7 +238,7 @@ class TestReleaseEpochs:
         }
 
     def test_old_release_keeps_its_epoch_until_it_is_released_again(
-        self, installed: None, settings: SettingsWrapper
+        self, installed: None, settings: Settings
     ) -> None:
         settings.FORCE_LOGOUT_VERSION = 2
         release()
@@ -254,7 +254,7 @@ class TestFailures:
     # Renaming a table commits on MariaDB, so this test runs outside the test transaction.
     @pytest.mark.django_db(transaction=True)
     def test_failed_delete_records_nothing(
-        self, installed: None, settings: SettingsWrapper
+        self, installed: None, settings: Settings
     ) -> None:
         make_sessions(2)
         settings.FORCE_LOGOUT_VERSION = 2
@@ -280,7 +280,7 @@ class TestFailures:
         assert applied("code") == {"1", "2"}
 
     def test_failure_after_the_delete_rolls_the_delete_back(
-        self, installed: None, settings: SettingsWrapper, monkeypatch: pytest.MonkeyPatch
+        self, installed: None, settings: Settings, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         make_sessions(3)
         settings.FORCE_LOGOUT_VERSION = 2
@@ -298,7 +298,7 @@ class TestFailures:
         assert applied("code") == {"1"}
 
     def test_delete_stays_one_statement_with_a_senderless_receiver(
-        self, installed: None, settings: SettingsWrapper
+        self, installed: None, settings: Settings
     ) -> None:
         make_sessions(50)
         settings.FORCE_LOGOUT_VERSION = 2
@@ -324,7 +324,7 @@ class TestFailures:
 
 
 @pytest.mark.django_db(databases=["default", "pipeline"])
-def test_pipeline_each_database_applies_each_value_once(settings: SettingsWrapper) -> None:
+def test_pipeline_each_database_applies_each_value_once(settings: Settings) -> None:
     """Staging and production share the code but not the database."""
     settings.TEST_ROUTE_TO = "default"
     release()
@@ -351,11 +351,11 @@ def test_pipeline_each_database_applies_each_value_once(settings: SettingsWrappe
 @pytest.mark.django_db
 class TestCustomEngine:
     @pytest.fixture(autouse=True)
-    def engine(self, settings: SettingsWrapper) -> None:
+    def engine(self, settings: Settings) -> None:
         settings.SESSION_ENGINE = "tests.custom_sessions.backend"
 
     def test_removes_rows_of_the_custom_model(
-        self, installed: None, settings: SettingsWrapper
+        self, installed: None, settings: Settings
     ) -> None:
         from tests.custom_sessions.models import UserSession
 
@@ -383,7 +383,7 @@ class TestUnsupportedEngines:
         ],
     )
     def test_refuses_a_logout_it_cannot_do(
-        self, installed: None, settings: SettingsWrapper, engine: str
+        self, installed: None, settings: Settings, engine: str
     ) -> None:
         make_sessions(1)
         settings.SESSION_ENGINE = engine
@@ -397,12 +397,12 @@ class TestUnsupportedEngines:
         assert history() == [("install", 0, False)]
         assert applied("code") == {"1"}
 
-    def test_nothing_to_do_is_fine(self, installed: None, settings: SettingsWrapper) -> None:
+    def test_nothing_to_do_is_fine(self, installed: None, settings: Settings) -> None:
         settings.SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
 
         assert "Decision: nobody is logged out" in release()
 
-    def test_engine_that_does_not_import(self, installed: None, settings: SettingsWrapper) -> None:
+    def test_engine_that_does_not_import(self, installed: None, settings: Settings) -> None:
         settings.SESSION_ENGINE = "no.such.engine"
         settings.FORCE_LOGOUT_VERSION = 2
 
@@ -412,7 +412,7 @@ class TestUnsupportedEngines:
 
 @pytest.mark.django_db
 class TestDryRun:
-    def test_changes_nothing(self, installed: None, settings: SettingsWrapper) -> None:
+    def test_changes_nothing(self, installed: None, settings: Settings) -> None:
         make_sessions(3)
         settings.FORCE_LOGOUT_VERSION = 2
 
