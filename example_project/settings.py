@@ -92,6 +92,19 @@ DATABASES = {
     ),
 }
 
+# REDIS_URL comes from Heroku Key-Value Store; without it, each process caches in memory.
+if os.environ.get("REDIS_URL"):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ["REDIS_URL"],
+            # Heroku Key-Value Store's TLS certificate is self-signed.
+            "OPTIONS": {"ssl_cert_reqs": None}
+            if os.environ["REDIS_URL"].startswith("rediss://")
+            else {},
+        }
+    }
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

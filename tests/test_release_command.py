@@ -116,9 +116,7 @@ class TestCodeMarker:
         assert "FORCE_LOGOUT_VERSION: '2' -> '1', already applied here" in output
         assert [kind for kind, _, _ in history()] == ["install", "markers"]
 
-    def test_int_and_str_are_the_same_value(
-        self, installed: None, settings: Settings
-    ) -> None:
+    def test_int_and_str_are_the_same_value(self, installed: None, settings: Settings) -> None:
         make_sessions(1)
         settings.FORCE_LOGOUT_VERSION = " 1 "
 
@@ -137,9 +135,7 @@ class TestCodeMarker:
         assert Session.objects.count() == 1
         assert "FORCE_LOGOUT_VERSION: '1' -> unset, unset: never triggers" in output
 
-    def test_invalid_value_fails_with_what_to_do(
-        self, installed: None, settings: Settings
-    ) -> None:
+    def test_invalid_value_fails_with_what_to_do(self, installed: None, settings: Settings) -> None:
         make_sessions(1)
         settings.FORCE_LOGOUT_VERSION = [2]
 
@@ -253,9 +249,7 @@ class TestReleaseEpochs:
 class TestFailures:
     # Renaming a table commits on MariaDB, so this test runs outside the test transaction.
     @pytest.mark.django_db(transaction=True)
-    def test_failed_delete_records_nothing(
-        self, installed: None, settings: Settings
-    ) -> None:
+    def test_failed_delete_records_nothing(self, installed: None, settings: Settings) -> None:
         make_sessions(2)
         settings.FORCE_LOGOUT_VERSION = 2
         with connection.schema_editor() as editor:
@@ -354,9 +348,7 @@ class TestCustomEngine:
     def engine(self, settings: Settings) -> None:
         settings.SESSION_ENGINE = "tests.custom_sessions.backend"
 
-    def test_removes_rows_of_the_custom_model(
-        self, installed: None, settings: Settings
-    ) -> None:
+    def test_removes_rows_of_the_custom_model(self, installed: None, settings: Settings) -> None:
         from tests.custom_sessions.models import UserSession
 
         make_sessions(4, model=UserSession)

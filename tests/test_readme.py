@@ -1,0 +1,114 @@
+"""The README says what the code does: settings, commands, options, check IDs, Procfile line."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.core.management import load_command_class
+from django.core.management.base import BaseCommand
+
+from release import markers
+from tests.conftest import ROOT
+
+README = (ROOT / "README.md").read_text()
+COMMANDS = ["release", "release_status", "force_logout"]
+
+
+def section(heading: str) -> str:
+    start = README.index(f"\n{heading}\n")
+    level = heading.split(" ")[0]
+    following = re.search(rf"\n#{{2,{len(level)}}} ", README[start + len(heading) + 2 :])
+    end = start + len(heading) + 2 + following.start() if following else len(README)
+    return README[start:end]
+
+
+def first_column(text: str) -> set[str]:
+    return set(re.findall(r"^\| `([^`]+)`", text, flags=re.MULTILINE))
+
+
+def own_options(name: str) -> set[str]:
+    """The options a command adds to those every Django command has."""
+    common = {
+        option
+        for action in BaseCommand().create_parser("manage.py", "x")._actions
+        for option in action.option_strings
+    }
+    parser = load_command_class("release", name).create_parser("manage.py", name)
+    return {
+        action.option_strings[0]
+        for action in parser._actions
+        if action.option_strings and action.option_strings[0] not in common
+    }
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_option_is_documented(name: str) -> None:
+    documented = {option.split(" ")[0] for option in first_column(section(f"### `{name}`"))}
+
+    assert documented == own_options(name)
+
+
+def test_check_ids_are_documented() -> None:
+    source = (ROOT / "release" / "checks.py").read_text()
+    in_code = set(re.findall(r"release\.[EW]\d{3}", source))
+
+    assert in_code
+    assert first_column(section("## System checks")) == in_code
+
+
+def test_settings_are_documented() -> None:
+    assert first_column(section("## Settings")) >= {
+        markers.CODE_MARKER_SETTING,
+        markers.CONFIG_MARKER_VAR,
+    }
+
+
+def test_example_environment_is_documented() -> None:
+    settings_source = (ROOT / "example_project" / "settings.py").read_text()
+    read = set(re.findall(r'os\.environ(?:\.get)?[\[(]"([A-Z_]+)"', settings_source))
+    read |= set(re.findall(r'env_flag\("([A-Z_]+)"', settings_source))
+    read.discard("DYNO")  # set by Heroku, described in prose
+    read.discard("CI")
+
+    documented = first_column(section("## Settings")) - {
+        markers.CODE_MARKER_SETTING,
+        markers.CONFIG_MARKER_VAR,
+    }
+
+    assert documented == read
+
+
+def test_procfile_release_line_is_the_documented_one() -> None:
+    procfile = (ROOT / "Procfile").read_text().splitlines()
+    release_line = next(line for line in procfile if line.startswith("release:"))
+
+    assert re.search(rf"^ *{re.escape(release_line)}$", README, flags=re.MULTILINE)
+    assert "release: python manage.py release --logout-on-install" in README
+
+
+def test_exit_codes_are_documented() -> None:
+    codes = re.findall(r"^\| (\d) \|", section("### Exit codes"), flags=re.MULTILINE)
+    assert codes == ["0", "1", "2"]
+
+
+def test_dependencies_are_documented() -> None:
+    requirements = (ROOT / "requirements.txt").read_text().splitlines()
+    packages = {
+        re.split(r"[<>=\[ ]", line)[0]
+        for line in requirements
+        if line.strip() and not line.startswith("#")
+    }
+    packages.discard("Django")
+    documented = {name.split("[")[0] for name in first_column(section("## Dependencies"))}
+
+    assert documented == packages
+
+
+def test_quickstart_has_two_commands() -> None:
+    blocks = re.findall(r"^```sh\n(.*?)\n```$", section("## Quickstart"), re.DOTALL | re.MULTILINE)
+
+    assert len(blocks) == 2
+    assert all("\n" not in block for block in blocks)
+    assert "manage.py release" in blocks[0]
+    assert "pytest" in blocks[1]
