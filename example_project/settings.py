@@ -54,7 +54,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Django's SessionMiddleware, plus the guard that refuses sessions from before a logout.
+    "release.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -104,6 +105,9 @@ if os.environ.get("REDIS_URL"):
             else {},
         }
     }
+
+# A dotted path, as SESSION_ENGINE takes, to run the example with each engine.
+SESSION_ENGINE = os.environ.get("DJANGO_SESSION_ENGINE") or "django.contrib.sessions.backends.db"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -6,3 +6,10 @@ from django.shortcuts import render
 
 def home(request: HttpRequest) -> HttpResponse:
     return render(request, "example_project/home.html")
+
+
+async def whoami(request: HttpRequest) -> HttpResponse:
+    """The same question as the home page, answered on the async path (ASGI)."""
+    user = await request.auser()
+    text = f"signed in as {user.get_username()}" if user.is_authenticated else "not signed in"
+    return HttpResponse(text, content_type="text/plain")

@@ -15,9 +15,14 @@ from release.exceptions import ReleaseError
 from release.heroku import dyno_metadata
 from release.locking import hold_release_lock
 from release.markers import InvalidMarker, Markers, current_markers, digest_of
+from release.middleware import (
+    DJANGO_SESSION_MIDDLEWARE,
+    GUARD_MIDDLEWARE,
+    installed_session_middleware,
+)
 from release.models import AppliedMarker, Logout, ReleaseEpoch
 from release.plan import Action, Plan, history_alias, is_installed, make_plan
-from release.stores import store_for_engine
+from release.stores import SessionStoreClearer, store_for_engine
 
 
 @dataclass
@@ -38,12 +43,24 @@ def read_markers() -> Markers:
         raise ReleaseError(str(error)) from error
 
 
+def clearer() -> SessionStoreClearer:
+    """The store of SESSION_ENGINE, refused where what it leaves would go unchecked."""
+    store = store_for_engine()
+    if not store.complete and not installed_session_middleware()[0]:
+        raise ReleaseError(
+            f"SESSION_ENGINE {store.engine!r} keeps sessions that a release cannot all remove "
+            f"({store.describe()}), and {GUARD_MIDDLEWARE!r} is not in MIDDLEWARE to refuse "
+            f"them. Put it in place of {DJANGO_SESSION_MIDDLEWARE!r}. Nobody was logged out."
+        )
+    return store
+
+
 def preview_release(*, logout_on_install: bool = False) -> Outcome:
     """What `release` would do now, without locking or writing anything."""
     plan = make_plan(read_markers(), logout_on_install=logout_on_install)
     outcome = Outcome(plan=plan, engine=settings.SESSION_ENGINE)
     if plan.logs_out:
-        store = store_for_engine()
+        store = clearer()
         outcome.store = store.describe()
         if is_installed():
             outcome.removed = store.count()
@@ -98,7 +115,7 @@ def _locked(holder: str, decide: Callable[[str], Plan], kind: Logout.Kind | None
         plan = decide(alias)
         outcome = Outcome(plan=plan, engine=settings.SESSION_ENGINE)
         if plan.logs_out:
-            store = store_for_engine()
+            store = clearer()
             outcome.store = store.describe()
             if store.database_alias and store.database_alias != alias:
                 stack.enter_context(transaction.atomic(using=store.database_alias))

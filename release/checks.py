@@ -8,7 +8,14 @@ from django.core import checks
 
 from release.exceptions import UnsupportedEngine
 from release.markers import CODE_MARKER_SETTING, InvalidMarker, current_markers
+from release.middleware import (
+    DJANGO_SESSION_MIDDLEWARE,
+    GUARD_MIDDLEWARE,
+    installed_session_middleware,
+)
 from release.stores import store_for_engine
+
+USE_GUARD = f"In MIDDLEWARE, replace {DJANGO_SESSION_MIDDLEWARE!r} with {GUARD_MIDDLEWARE!r}."
 
 
 def register() -> None:
@@ -34,17 +41,45 @@ def check_code_marker(**kwargs: Any) -> list[checks.CheckMessage]:
 
 
 def check_session_engine(**kwargs: Any) -> list[checks.CheckMessage]:
+    guard, plain = installed_session_middleware()
+    if guard and plain:
+        return [
+            checks.Error(
+                f"MIDDLEWARE has both {GUARD_MIDDLEWARE!r} and {DJANGO_SESSION_MIDDLEWARE!r}; "
+                "the second one replaces the guarded session of the first.",
+                hint=f"Keep only {GUARD_MIDDLEWARE!r}.",
+                id="release.E003",
+            )
+        ]
     try:
-        store_for_engine()
+        store = store_for_engine()
     except UnsupportedEngine as error:
         return [
             checks.Warning(
                 str(error),
                 hint=(
-                    "A release whose marker changed will fail until SESSION_ENGINE is one whose "
-                    "sessions this version can remove."
+                    "A release whose marker changed will fail until SESSION_ENGINE is one of "
+                    "Django's engines, a subclass of one, or has get_model_class()."
                 ),
                 id="release.W001",
             )
         ]
-    return []
+    if guard:
+        return []
+    if not store.complete:
+        return [
+            checks.Error(
+                f"SESSION_ENGINE {store.engine!r} keeps sessions that a release cannot all "
+                f"remove ({store.describe()}), and nothing refuses them afterwards.",
+                hint=f"{USE_GUARD} A release that logs everyone out fails until then.",
+                id="release.E002",
+            )
+        ]
+    return [
+        checks.Warning(
+            f"{GUARD_MIDDLEWARE!r} is not in MIDDLEWARE, so sessions that the old release makes "
+            "while the release phase runs, or during preboot, survive a logout.",
+            hint=USE_GUARD,
+            id="release.W002",
+        )
+    ]

@@ -1,20 +1,32 @@
 """Where each session engine keeps its sessions, and how all of them are removed at once.
 
-One class per kind of store; `store_for_engine()` picks it from `SESSION_ENGINE`.
+One class per kind of store; `store_for_engine()` picks it from `SESSION_ENGINE`, by the
+built-in store the engine's SessionStore is or subclasses. What a store cannot remove (other
+hosts' files, signed cookies, caches that cannot be listed) the session guard refuses at the
+next request, so those stores need it installed (`complete` is False).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Any, Protocol
 
 from django.conf import settings
+from django.contrib.sessions.backends.base import SessionBase
+from django.contrib.sessions.backends.cache import SessionStore as CacheStore
 from django.contrib.sessions.backends.cached_db import SessionStore as CachedDBStore
+from django.contrib.sessions.backends.file import SessionStore as FileStore
+from django.contrib.sessions.backends.signed_cookies import SessionStore as CookieStore
+from django.core.cache import BaseCache, caches
 from django.db import connections, router
 from django.db.models import Model
 
+from release import cache_keys
 from release.exceptions import UnsupportedEngine
+
+GUARD_NOTE = "the session guard refuses them at their next request"
 
 
 @dataclass
@@ -27,6 +39,10 @@ class Cleared:
 
 class SessionStoreClearer(Protocol):
     engine: str
+
+    @property
+    def complete(self) -> bool:
+        """Whether clear() removes every session made so far, wherever it is kept."""
 
     @property
     def database_alias(self) -> str | None:
@@ -46,6 +62,8 @@ class DatabaseSessions:
     ORM `QuerySet.delete()`, which turns into SELECT-everything-then-delete-by-pk as soon as a
     project connects a `pre_delete` or `post_delete` receiver without a sender.
     """
+
+    complete = True
 
     def __init__(self, engine: str, model: type[Model]) -> None:
         self.engine = engine
@@ -69,29 +87,189 @@ class DatabaseSessions:
             return Cleared(removed=max(cursor.rowcount, 0))
 
 
-def session_store_class(engine: str | None = None) -> Any:
-    return import_module(engine or settings.SESSION_ENGINE).SessionStore
+class CacheSessions:
+    """The `cache` engine: the session keys under the cache's KEY_PREFIX and VERSION.
+
+    On Redis (Django's RedisCache or django-redis), SCAN and UNLINK in batches, leaving every
+    other key. Other caches cannot be listed; the guard refuses what stays in them.
+    """
+
+    def __init__(self, engine: str, cache_alias: str, key_prefix: str) -> None:
+        self.engine = engine
+        self.cache_alias = cache_alias
+        self.key_prefix = key_prefix
+        self.database_alias: str | None = None
+
+    @property
+    def cache(self) -> BaseCache:
+        return caches[self.cache_alias]
+
+    @property
+    def pattern(self) -> str | None:
+        if cache_keys.redis_client(self.cache) is None:
+            return None
+        return cache_keys.key_pattern(self.cache, self.key_prefix)
+
+    @property
+    def complete(self) -> bool:
+        return self.pattern is not None
+
+    def describe(self) -> str:
+        backend = type(self.cache).__name__
+        if self.pattern is None:
+            return f"cache {self.cache_alias!r} ({backend}), which cannot be listed"
+        return f"cache {self.cache_alias!r} ({backend}), keys matching {self.pattern!r}"
+
+    def count(self) -> int | None:
+        pattern = self.pattern
+        if pattern is None:
+            return None
+        client = cache_keys.redis_client(self.cache)
+        return sum(1 for _ in client.scan_iter(match=pattern, count=cache_keys.BATCH))
+
+    def clear(self) -> Cleared:
+        pattern = self.pattern
+        if pattern is None:
+            return Cleared(
+                removed=None,
+                notes=[
+                    f"Sessions in {type(self.cache).__name__} cannot be listed, so none were "
+                    f"deleted: {GUARD_NOTE}."
+                ],
+            )
+        client = cache_keys.redis_client(self.cache)
+        return Cleared(removed=cache_keys.unlink_matching(client, pattern))
+
+
+class CachedDatabaseSessions(DatabaseSessions):
+    """The `cached_db` engine: the rows, and the copies of them in the cache.
+
+    `load()` reads the cache first, so a cached copy would keep a deleted session alive. On Redis
+    the copies go by key pattern after the rows; on caches that cannot be listed, by the keys
+    of the rows, read in batches before the rows go.
+    """
+
+    def __init__(self, engine: str, model: type[Model], cache_alias: str, key_prefix: str):
+        super().__init__(engine, model)
+        self.copies = CacheSessions(engine, cache_alias, key_prefix)
+
+    def describe(self) -> str:
+        return f"{super().describe()}, and copies in {self.copies.describe()}"
+
+    def clear(self) -> Cleared:
+        if self.copies.pattern is None:
+            keys = (
+                self.copies.key_prefix + key
+                for key in self.model._base_manager.using(self.database_alias)
+                .values_list("session_key", flat=True)
+                .iterator(chunk_size=cache_keys.BATCH)
+            )
+            asked = cache_keys.delete_keys(self.copies.cache, keys)
+            cleared = super().clear()
+            cleared.notes.append(f"Asked the cache to delete the {asked:,} cached copies.")
+            return cleared
+        cleared = super().clear()
+        copies = self.copies.clear()
+        cleared.notes.append(f"Removed {copies.removed:,} cached copies.")
+        return cleared
+
+
+class FileSessions:
+    """The `file` engine: the files named SESSION_COOKIE_NAME + key in SESSION_FILE_PATH.
+
+    Only this host's directory is reached; the guard refuses sessions kept on other hosts.
+    """
+
+    complete = False
+    database_alias = None
+
+    def __init__(self, engine: str, store_class: type[FileStore]) -> None:
+        self.engine = engine
+        self.store_class = store_class
+
+    @property
+    def directory(self) -> str:
+        return str(self.store_class._get_storage_path())  # type: ignore[attr-defined]
+
+    @property
+    def prefix(self) -> str:
+        return settings.SESSION_COOKIE_NAME
+
+    def describe(self) -> str:
+        return f"files {self.prefix!r}* in {self.directory!r} on this host"
+
+    def _files(self) -> list[os.DirEntry[str]]:
+        with os.scandir(self.directory) as entries:
+            return [e for e in entries if e.name.startswith(self.prefix) and e.is_file()]
+
+    def count(self) -> int:
+        return len(self._files())
+
+    def clear(self) -> Cleared:
+        removed = 0
+        for entry in self._files():
+            try:
+                os.unlink(entry.path)
+            except FileNotFoundError:
+                continue  # the session was deleted or rotated meanwhile
+            removed += 1
+        return Cleared(
+            removed=removed,
+            notes=[f"Other hosts' session directories are not reached: {GUARD_NOTE}."],
+        )
+
+
+class CookieSessions:
+    """The `signed_cookies` engine: sessions live in browsers; nothing to remove here."""
+
+    complete = False
+    database_alias = None
+
+    def __init__(self, engine: str) -> None:
+        self.engine = engine
+
+    def describe(self) -> str:
+        return "signed cookies in the browsers"
+
+    def count(self) -> None:
+        return None
+
+    def clear(self) -> Cleared:
+        return Cleared(
+            removed=None,
+            notes=[f"Signed-cookie sessions cannot be deleted server-side: {GUARD_NOTE}."],
+        )
+
+
+def session_store_class(engine: str | None = None) -> type[SessionBase]:
+    store_class: type[SessionBase] = import_module(engine or settings.SESSION_ENGINE).SessionStore
+    return store_class
 
 
 def store_for_engine(engine: str | None = None) -> SessionStoreClearer:
     """The clearer for `engine` (default `SESSION_ENGINE`); UnsupportedEngine if it has none."""
     engine = engine or settings.SESSION_ENGINE
     try:
-        store_class = session_store_class(engine)
+        store_class: Any = session_store_class(engine)
     except (ImportError, AttributeError) as error:
         raise UnsupportedEngine(
             f"SESSION_ENGINE {engine!r} cannot be imported ({error}). Fix the setting."
         ) from error
+    cache_alias = settings.SESSION_CACHE_ALIAS
     if issubclass(store_class, CachedDBStore):
-        raise UnsupportedEngine(
-            f"SESSION_ENGINE {engine!r} keeps copies of sessions in the cache, which this "
-            "version cannot remove. Switch to 'django.contrib.sessions.backends.db' or log "
-            "users out another way."
+        return CachedDatabaseSessions(
+            engine, store_class.get_model_class(), cache_alias, store_class.cache_key_prefix
         )
     if hasattr(store_class, "get_model_class"):
         return DatabaseSessions(engine, store_class.get_model_class())
+    if issubclass(store_class, CacheStore):
+        return CacheSessions(engine, cache_alias, store_class.cache_key_prefix)
+    if issubclass(store_class, FileStore):
+        return FileSessions(engine, store_class)
+    if issubclass(store_class, CookieStore):
+        return CookieSessions(engine)
     raise UnsupportedEngine(
-        f"SESSION_ENGINE {engine!r} does not keep its sessions in a database table, and this "
-        "version can only remove sessions stored by 'django.contrib.sessions.backends.db' or a "
-        "custom engine whose SessionStore has get_model_class(). Nothing was logged out."
+        f"SESSION_ENGINE {engine!r} is not one of Django's engines or a subclass of one, and "
+        "its SessionStore has no get_model_class(), so its sessions cannot be found. Nothing "
+        "was logged out."
     )

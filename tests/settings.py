@@ -8,6 +8,8 @@ tests on PostgreSQL or MariaDB. A second alias, `pipeline`, stands for another a
 from __future__ import annotations
 
 import copy
+import os
+import tempfile
 
 from example_project.settings import *  # noqa: F403
 from example_project.settings import BASE_DIR, DATABASES, INSTALLED_APPS
@@ -29,6 +31,23 @@ else:
         **copy.deepcopy(DATABASES["default"]),
         "TEST": {"NAME": f"test_{DATABASES['default']['NAME']}_pipeline"},
     }
+
+# REDIS_URL (as on Heroku) makes the example's default cache Redis; the Redis tests then run
+# against it with both client libraries. Unset, they are skipped.
+REDIS_URL = os.environ.get("REDIS_URL")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "locmem": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "l"},
+}
+if REDIS_URL:
+    CACHES["redis"] = {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+    }
+    CACHES["django_redis"] = {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": REDIS_URL}
+
+# One directory for the whole run: the file engine remembers the first path it sees.
+SESSION_FILE_PATH = tempfile.mkdtemp(prefix="release-test-sessions-")
 
 DATABASE_ROUTERS = ["tests.routers.TestRouter"]
 

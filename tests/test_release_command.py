@@ -365,32 +365,24 @@ class TestCustomEngine:
 
 @pytest.mark.django_db
 class TestUnsupportedEngines:
-    @pytest.mark.parametrize(
-        "engine",
-        [
-            "django.contrib.sessions.backends.cache",
-            "django.contrib.sessions.backends.cached_db",
-            "django.contrib.sessions.backends.file",
-            "django.contrib.sessions.backends.signed_cookies",
-        ],
-    )
-    def test_refuses_a_logout_it_cannot_do(
-        self, installed: None, settings: Settings, engine: str
-    ) -> None:
+    def test_refuses_a_logout_it_cannot_do(self, installed: None, settings: Settings) -> None:
         make_sessions(1)
-        settings.SESSION_ENGINE = engine
+        settings.SESSION_ENGINE = "tests.unknown_engine"
         settings.FORCE_LOGOUT_VERSION = 2
 
         with pytest.raises(CommandError) as excinfo:
             release()
 
-        assert repr(engine) in str(excinfo.value)
+        assert "SESSION_ENGINE 'tests.unknown_engine' is not one of Django's engines" in str(
+            excinfo.value
+        )
         assert "heroku releases:retry" in str(excinfo.value)
         assert history() == [("install", 0, False)]
         assert applied("code") == {"1"}
+        assert Session.objects.count() == 1
 
     def test_nothing_to_do_is_fine(self, installed: None, settings: Settings) -> None:
-        settings.SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
+        settings.SESSION_ENGINE = "tests.unknown_engine"
 
         assert "Decision: nobody is logged out" in release()
 

@@ -40,3 +40,8 @@ class Command(BaseCommand):
             ) from error
         for line in outcome_lines(outcome):
             self.stdout.write(line)
+        self.stdout.write(
+            "Restart the web dynos now (`heroku ps:restart`): until a process restarts, it "
+            "still accepts the sessions from before this logout that could not be removed, "
+            "and the sessions it makes meanwhile are refused after the restart."
+        )
