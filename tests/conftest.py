@@ -5,10 +5,12 @@ import secrets
 import subprocess
 import sys
 from datetime import timedelta
+from importlib import import_module
 from io import StringIO
 from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
 from django.contrib.sessions.backends.db import SessionStore
 from django.contrib.sessions.models import Session
 from django.core.management import call_command
@@ -18,6 +20,17 @@ from django.utils import timezone
 from pytest_django.fixtures import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+
+DB = "django.contrib.sessions.backends.db"
+CACHED_DB = "django.contrib.sessions.backends.cached_db"
+CACHE = "django.contrib.sessions.backends.cache"
+FILE = "django.contrib.sessions.backends.file"
+COOKIES = "django.contrib.sessions.backends.signed_cookies"
+CUSTOM = "tests.custom_sessions.backend"
+
+needs_redis = pytest.mark.skipif(
+    not getattr(django_settings, "REDIS_URL", None), reason="REDIS_URL is not set"
+)
 
 RELEASE_ENV = (
     "FORCE_LOGOUT_ON_DEPLOY",
@@ -102,6 +115,18 @@ def make_sessions(
     model._base_manager.using(alias).bulk_create(
         model(session_key=key, session_data=encoded, expire_date=expires) for key in keys
     )
+    return keys
+
+
+def save_sessions(engine: str, count: int, **data: object) -> list[str]:
+    """`count` sessions saved through `engine`'s own store; returns their keys."""
+    store_class = import_module(engine).SessionStore
+    keys = []
+    for _ in range(count):
+        store = store_class()
+        store.update({"n": 1, **data})
+        store.save()
+        keys.append(store.session_key)
     return keys
 
 

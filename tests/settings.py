@@ -21,10 +21,11 @@ INSTALLED_APPS = [*INSTALLED_APPS, "tests.custom_sessions"]
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # On disk, so that the release command run as a child process sees the test database.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".test-default.sqlite3")}
+    # Named by process, so that two test runs at once do not share one.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f".test-default-{os.getpid()}.sqlite3")}
     DATABASES["pipeline"] = {
         **copy.deepcopy(DATABASES["default"]),
-        "TEST": {"NAME": str(BASE_DIR / ".test-pipeline.sqlite3")},
+        "TEST": {"NAME": str(BASE_DIR / f".test-pipeline-{os.getpid()}.sqlite3")},
     }
 else:
     DATABASES["pipeline"] = {

@@ -25,20 +25,9 @@ from django.test.utils import CaptureQueriesContext
 from pytest_django.fixtures import Settings
 
 from release.guard import STAMP, forget_process_epoch, process_epoch
-from tests.conftest import release
+from tests.conftest import CACHE, CACHED_DB, COOKIES, CUSTOM, DB, FILE, needs_redis, release
 
 PASSWORD = "correct horse battery staple"
-
-DB = "django.contrib.sessions.backends.db"
-CACHED_DB = "django.contrib.sessions.backends.cached_db"
-CACHE = "django.contrib.sessions.backends.cache"
-FILE = "django.contrib.sessions.backends.file"
-COOKIES = "django.contrib.sessions.backends.signed_cookies"
-CUSTOM = "tests.custom_sessions.backend"
-
-needs_redis = pytest.mark.skipif(
-    not getattr(django_settings, "REDIS_URL", None), reason="REDIS_URL is not set"
-)
 
 # (engine, SESSION_CACHE_ALIAS)
 ENGINES = [

@@ -22,18 +22,20 @@ from release import cache_keys
 from release.checks import check_session_engine
 from release.guard import forget_process_epoch
 from release.models import Logout
-from tests.conftest import make_sessions, release
+from tests.conftest import (
+    CACHE,
+    CACHED_DB,
+    COOKIES,
+    FILE,
+    make_sessions,
+    needs_redis,
+    release,
+    save_sessions,
+)
 
-CACHED_DB = "django.contrib.sessions.backends.cached_db"
-CACHE = "django.contrib.sessions.backends.cache"
-FILE = "django.contrib.sessions.backends.file"
-COOKIES = "django.contrib.sessions.backends.signed_cookies"
 DJANGO_MIDDLEWARE = "django.contrib.sessions.middleware.SessionMiddleware"
 GUARD_MIDDLEWARE = "release.middleware.SessionMiddleware"
 
-needs_redis = pytest.mark.skipif(
-    not getattr(django_settings, "REDIS_URL", None), reason="REDIS_URL is not set"
-)
 REDIS_ALIASES = [
     pytest.param("redis", id="RedisCache", marks=needs_redis),
     pytest.param("django_redis", id="django_redis", marks=needs_redis),
@@ -96,13 +98,8 @@ def test_cached_db_on_redis_removes_rows_then_copies(
     redis_alias: str, settings: Settings, installed: None
 ) -> None:
     settings.SESSION_ENGINE = CACHED_DB
-    store_class = import_module(CACHED_DB).SessionStore
-    keys = []
-    for _ in range(30):
-        store = store_class()
-        store["n"] = 1
-        store.save()
-        keys.append(store.cache_key)
+    prefix = import_module(CACHED_DB).SessionStore.cache_key_prefix
+    keys = [prefix + key for key in save_sessions(CACHED_DB, 30)]
     caches[redis_alias].set("unrelated", "stays")
     settings.FORCE_LOGOUT_VERSION = 2
 
@@ -119,13 +116,8 @@ def test_cached_db_on_redis_removes_rows_then_copies(
 def test_cached_db_on_a_cache_that_cannot_be_listed(settings: Settings, installed: None) -> None:
     settings.SESSION_ENGINE = CACHED_DB
     settings.SESSION_CACHE_ALIAS = "locmem"
-    store_class = import_module(CACHED_DB).SessionStore
-    keys = []
-    for _ in range(7):
-        store = store_class()
-        store["n"] = 1
-        store.save()
-        keys.append(store.cache_key)
+    prefix = import_module(CACHED_DB).SessionStore.cache_key_prefix
+    keys = [prefix + key for key in save_sessions(CACHED_DB, 7)]
     caches["locmem"].set("unrelated", "stays")
     settings.FORCE_LOGOUT_VERSION = 2
 
@@ -172,11 +164,7 @@ def hashed_key(key: str, key_prefix: str, version: int) -> str:
 def test_file_engine_removes_session_files_only(settings: Settings, installed: None) -> None:
     directory = Path(django_settings.SESSION_FILE_PATH)
     settings.SESSION_ENGINE = FILE
-    store_class = import_module(FILE).SessionStore
-    for _ in range(5):
-        store = store_class()
-        store["n"] = 1
-        store.save()
+    save_sessions(FILE, 5)
     unrelated = directory / "notes.txt"
     unrelated.write_text("stays")
     sessions = [p for p in directory.iterdir() if p.name.startswith("sessionid")]
