@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from release.exceptions import ReleaseError
 from release.heroku import dyno_metadata
-from release.locking import hold_release_lock
+from release.locking import has_session_lock, hold_release_lock, release_lock
 from release.markers import InvalidMarker, Markers, current_markers, digest_of
 from release.middleware import (
     DJANGO_SESSION_MIDDLEWARE,
@@ -22,7 +22,8 @@ from release.middleware import (
 )
 from release.models import AppliedMarker, Logout, ReleaseEpoch
 from release.plan import Action, Plan, history_alias, is_installed, make_plan
-from release.stores import SessionStoreClearer, store_for_engine
+from release.stores import Cleared, SessionStoreClearer, store_for_engine
+from release.tables import Progress
 
 
 @dataclass
@@ -67,17 +68,25 @@ def preview_release(*, logout_on_install: bool = False) -> Outcome:
     return outcome
 
 
-def apply_release(*, logout_on_install: bool = False, holder: str = "release") -> Outcome:
+def apply_release(
+    *,
+    logout_on_install: bool = False,
+    holder: str = "release",
+    progress: Progress | None = None,
+) -> Outcome:
     """Record this release's markers and log everyone out if one of them is new here."""
     markers = read_markers()
     return _locked(
         holder,
         lambda alias: make_plan(markers, logout_on_install=logout_on_install, alias=alias),
         kind=None,
+        progress=progress,
     )
 
 
-def force_logout(reason: str, *, holder: str = "force_logout") -> Outcome:
+def force_logout(
+    reason: str, *, holder: str = "force_logout", progress: Progress | None = None
+) -> Outcome:
     """Log everyone out now, whatever the markers say, and record why."""
     reason = reason.strip()
     if not reason:
@@ -102,30 +111,77 @@ def force_logout(reason: str, *, holder: str = "force_logout") -> Outcome:
             newest + 1,
         )
 
-    return _locked(holder, forced_plan, kind=Logout.Kind.FORCED)
+    return _locked(holder, forced_plan, kind=Logout.Kind.FORCED, progress=progress)
 
 
-def _locked(holder: str, decide: Callable[[str], Plan], kind: Logout.Kind | None) -> Outcome:
+def _locked(
+    holder: str,
+    decide: Callable[[str], Plan],
+    kind: Logout.Kind | None,
+    progress: Progress | None = None,
+) -> Outcome:
+    """Decide and act under the release lock; record in one transaction at the end.
+
+    Where the database has a session-level lock, the bulk of a clear runs before the final
+    transaction, in as many short transactions as the store needs, so that the live site never
+    waits long; the final transaction removes what was saved meanwhile and records the logout.
+    A clear that stops part-way records nothing: the next release does it again.
+    """
     alias = history_alias()
     metadata = dyno_metadata()
+    triggered_by = f"{holder} {metadata.dyno}".strip()
     started = time.monotonic()
-    with ExitStack() as stack:
-        stack.enter_context(transaction.atomic(using=alias))
-        hold_release_lock(alias, f"{holder} {metadata.dyno}".strip())
-        plan = decide(alias)
-        outcome = Outcome(plan=plan, engine=settings.SESSION_ENGINE)
-        if plan.logs_out:
-            store = clearer()
-            outcome.store = store.describe()
-            if store.database_alias and store.database_alias != alias:
-                stack.enter_context(transaction.atomic(using=store.database_alias))
-            cleared = store.clear()
-            outcome.removed, outcome.notes = cleared.removed, cleared.notes
-        outcome.seconds = time.monotonic() - started
-        if plan.action is not Action.NOTHING or kind is not None:
-            outcome.record = _record(alias, plan, outcome, kind, f"{holder} {metadata.dyno}")
-        _release_pair(alias, plan)
+    early = has_session_lock(alias)
+    with release_lock(alias):
+        if early:
+            outcome, store = _decide_and_clear(alias, decide, progress, None)
+        with ExitStack() as stack:
+            stack.enter_context(transaction.atomic(using=alias))
+            hold_release_lock(alias, triggered_by)
+            if not early:
+                outcome, store = _decide_and_clear(alias, decide, progress, stack)
+            elif store is not None:
+                _join_transaction(stack, store, alias)
+                rest = store.finish(guarded=installed_session_middleware()[0])
+                outcome.removed, outcome.notes = _added(outcome, rest)
+            outcome.seconds = time.monotonic() - started
+            plan = outcome.plan
+            if plan.action is not Action.NOTHING or kind is not None:
+                outcome.record = _record(alias, plan, outcome, kind, triggered_by)
+            _release_pair(alias, plan)
     return outcome
+
+
+def _decide_and_clear(
+    alias: str, decide: Callable[[str], Plan], progress: Progress | None, stack: ExitStack | None
+) -> tuple[Outcome, SessionStoreClearer | None]:
+    """Decide, and clear if the plan says so; inside the final transaction given its stack."""
+    plan = decide(alias)
+    outcome = Outcome(plan=plan, engine=settings.SESSION_ENGINE)
+    if not plan.logs_out:
+        return outcome, None
+    store = clearer()
+    outcome.store = store.describe()
+    if stack is not None:
+        _join_transaction(stack, store, alias)
+    cleared = store.clear(progress or _quiet)
+    outcome.removed, outcome.notes = cleared.removed, cleared.notes
+    return outcome, store
+
+
+def _join_transaction(stack: ExitStack, store: SessionStoreClearer, alias: str) -> None:
+    """Sessions kept in another database join the final transaction with a transaction there."""
+    if store.database_alias and store.database_alias != alias:
+        stack.enter_context(transaction.atomic(using=store.database_alias))
+
+
+def _added(outcome: Outcome, rest: Cleared) -> tuple[int | None, list[str]]:
+    total = Cleared(outcome.removed, outcome.notes).add(rest)
+    return total.removed, total.notes
+
+
+def _quiet(removed: int) -> None:
+    pass
 
 
 def _record(

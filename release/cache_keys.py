@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from typing import Any
 
@@ -43,11 +43,15 @@ def key_pattern(cache: BaseCache, prefix: str) -> str | None:
     return f"{glob_escape(before)}*{glob_escape(after)}"
 
 
-def unlink_matching(client: Any, pattern: str, batch: int = BATCH) -> int:
+def unlink_matching(
+    client: Any, pattern: str, batch: int = BATCH, progress: Callable[[int], None] | None = None
+) -> int:
     """SCAN for `pattern` and UNLINK what it finds, `batch` keys at a time; returns the count."""
     removed = 0
     for keys in batched(client.scan_iter(match=pattern, count=batch), batch):
         removed += client.unlink(*keys)
+        if progress is not None:
+            progress(removed)
     return removed
 
 

@@ -31,6 +31,7 @@ class MarkerState:
     previous: str | None  # the value the last release here ran with
     current: str | None
     status: Status
+    applied_by: Logout | None = None  # the event that applied `current`, when it was
 
     @property
     def name(self) -> str:
@@ -45,7 +46,13 @@ class MarkerState:
             change = f"{describe(self.current)} (unchanged)"
         else:
             change = f"{describe(self.previous)} -> {describe(self.current)}"
-        return f"{self.name}: {change}, {self.status.value}"
+        if self.applied_by is None:
+            return f"{self.name}: {change}, {self.status.value}"
+        by = self.applied_by
+        return (
+            f"{self.name}: {change}, {self.status.value} (epoch {by.epoch}, "
+            f"{by.applied_at:%Y-%m-%d %H:%M:%S %Z}, by {by.triggered_by})"
+        )
 
 
 @dataclass(frozen=True)
@@ -78,8 +85,15 @@ def latest_epoch(alias: str) -> int | None:
     return newest.first()
 
 
-def is_applied(alias: str, kind: str, value: str) -> bool:
-    return AppliedMarker.objects.using(alias).filter(kind=kind, digest=digest_of(value)).exists()
+def applied_by(alias: str, kind: str, value: str) -> Logout | None:
+    """The event that applied `value` of marker `kind` here, if one did."""
+    applied = (
+        AppliedMarker.objects.using(alias)
+        .filter(kind=kind, digest=digest_of(value))
+        .select_related("logout")
+        .first()
+    )
+    return None if applied is None else applied.logout
 
 
 def previous_markers(alias: str) -> Markers:
@@ -90,18 +104,20 @@ def previous_markers(alias: str) -> Markers:
 
 
 def marker_states(
-    markers: Markers, previous: Markers, status: Callable[[str, str], Status]
+    markers: Markers, previous: Markers, applied: Callable[[str, str], Logout | None] | None
 ) -> tuple[MarkerState, MarkerState]:
-    code, config = (
-        MarkerState(
-            kind,
-            previous.get(kind),
-            current,
-            Status.UNSET if current is None else status(kind, current),
-        )
-        for kind, current in ((CODE, markers.code), (CONFIG, markers.config))
-    )
-    return code, config
+    """Each marker's state; `applied` None means the first release, which applies them all."""
+
+    def state(kind: str, current: str | None) -> MarkerState:
+        if current is None:
+            return MarkerState(kind, previous.get(kind), current, Status.UNSET)
+        if applied is None:
+            return MarkerState(kind, previous.get(kind), current, Status.BASELINE)
+        by = applied(kind, current)
+        status = Status.NEW if by is None else Status.APPLIED
+        return MarkerState(kind, previous.get(kind), current, status, by)
+
+    return state(CODE, markers.code), state(CONFIG, markers.config)
 
 
 def make_plan(
@@ -114,7 +130,7 @@ def make_plan(
     previous = previous_markers(alias) if installed else Markers(code=None, config=None)
 
     if newest is None:
-        states = marker_states(markers, previous, lambda kind, value: Status.BASELINE)
+        states = marker_states(markers, previous, None)
         if logout_on_install:
             reason = "this is the first release with the tool, and --logout-on-install is given"
         else:
@@ -125,11 +141,7 @@ def make_plan(
         epoch = 1 if logout_on_install else 0
         return Plan(Action.INSTALL, markers, states, logout_on_install, reason, epoch)
 
-    states = marker_states(
-        markers,
-        previous,
-        lambda kind, value: Status.APPLIED if is_applied(alias, kind, value) else Status.NEW,
-    )
+    states = marker_states(markers, previous, lambda kind, value: applied_by(alias, kind, value))
     new = [state for state in states if state.is_new]
     if new:
         reason = " and ".join(

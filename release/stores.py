@@ -20,11 +20,13 @@ from django.contrib.sessions.backends.cached_db import SessionStore as CachedDBS
 from django.contrib.sessions.backends.file import SessionStore as FileStore
 from django.contrib.sessions.backends.signed_cookies import SessionStore as CookieStore
 from django.core.cache import BaseCache, caches
-from django.db import connections, router
+from django.db import DatabaseError, router
 from django.db.models import Model
 
-from release import cache_keys
-from release.exceptions import UnsupportedEngine
+from release import cache_keys, tables
+from release.exceptions import ReleaseError, UnsupportedEngine
+from release.middleware import GUARD_MIDDLEWARE
+from release.tables import Progress
 
 GUARD_NOTE = "the session guard refuses them at their next request"
 
@@ -35,6 +37,16 @@ class Cleared:
 
     removed: int | None
     notes: list[str] = field(default_factory=list)
+
+    def add(self, other: Cleared) -> Cleared:
+        """Both steps of a clear; what one step cannot count, the sum cannot either."""
+        if self.removed is None or other.removed is None:
+            return Cleared(None, self.notes + other.notes)
+        return Cleared(self.removed + other.removed, self.notes + other.notes)
+
+
+def _no_progress(removed: int) -> None:
+    pass
 
 
 class SessionStoreClearer(Protocol):
@@ -52,15 +64,19 @@ class SessionStoreClearer(Protocol):
 
     def count(self) -> int | None: ...
 
-    def clear(self) -> Cleared: ...
+    def clear(self, progress: Progress = _no_progress) -> Cleared:
+        """Remove the sessions, in as many steps and transactions as the store needs."""
+
+    def finish(self, *, guarded: bool) -> Cleared:
+        """Inside the transaction that records the logout: what was saved since clear()."""
 
 
 class DatabaseSessions:
     """The `db` engine and custom engines whose store has `get_model_class()`.
 
-    One `DELETE FROM <table>` in the caller's transaction: never a per-object loop, and no
-    ORM `QuerySet.delete()`, which turns into SELECT-everything-then-delete-by-pk as soon as a
-    project connects a `pre_delete` or `post_delete` receiver without a sender.
+    SQL of our own (`release.tables`): never a per-object loop, and no ORM `QuerySet.delete()`,
+    which turns into SELECT-everything-then-delete-by-pk as soon as a project connects a
+    `pre_delete` or `post_delete` receiver without a sender.
     """
 
     complete = True
@@ -79,12 +95,21 @@ class DatabaseSessions:
     def count(self) -> int:
         return self.model._base_manager.using(self.database_alias).count()
 
-    def clear(self) -> Cleared:
-        connection = connections[self.database_alias]
-        table = connection.ops.quote_name(self.model._meta.db_table)
-        with connection.cursor() as cursor:
-            cursor.execute(f"DELETE FROM {table}")
-            return Cleared(removed=max(cursor.rowcount, 0))
+    def clear(self, progress: Progress = _no_progress) -> Cleared:
+        removal = tables.remove_all(self.database_alias, self.model, progress)
+        return Cleared(removal.removed, removal.notes)
+
+    def finish(self, *, guarded: bool) -> Cleared:
+        try:
+            removal = tables.remove_remaining(self.database_alias, self.model, skip_locked=guarded)
+        except DatabaseError as error:
+            raise ReleaseError(
+                f"Sessions in {self.describe()} stayed locked by another transaction through "
+                f"{tables.ROW_LOCK_ATTEMPTS} waits of {tables.ROW_LOCK_TIMEOUT_S} s "
+                f"({' '.join(str(error).split())}). End that transaction, or install "
+                f"{GUARD_MIDDLEWARE!r} so that locked sessions can be left to it."
+            ) from error
+        return Cleared(removal.removed, removal.notes)
 
 
 class CacheSessions:
@@ -127,7 +152,10 @@ class CacheSessions:
         client = cache_keys.redis_client(self.cache)
         return sum(1 for _ in client.scan_iter(match=pattern, count=cache_keys.BATCH))
 
-    def clear(self) -> Cleared:
+    def finish(self, *, guarded: bool) -> Cleared:
+        return Cleared(0)
+
+    def clear(self, progress: Progress = _no_progress) -> Cleared:
         pattern = self.pattern
         if pattern is None:
             return Cleared(
@@ -138,7 +166,7 @@ class CacheSessions:
                 ],
             )
         client = cache_keys.redis_client(self.cache)
-        return Cleared(removed=cache_keys.unlink_matching(client, pattern))
+        return Cleared(removed=cache_keys.unlink_matching(client, pattern, progress=progress))
 
 
 class CachedDatabaseSessions(DatabaseSessions):
@@ -156,7 +184,7 @@ class CachedDatabaseSessions(DatabaseSessions):
     def describe(self) -> str:
         return f"{super().describe()}, and copies in {self.copies.describe()}"
 
-    def clear(self) -> Cleared:
+    def clear(self, progress: Progress = _no_progress) -> Cleared:
         if self.copies.pattern is None:
             keys = (
                 self.copies.key_prefix + key
@@ -165,10 +193,10 @@ class CachedDatabaseSessions(DatabaseSessions):
                 .iterator(chunk_size=cache_keys.BATCH)
             )
             asked = cache_keys.delete_keys(self.copies.cache, keys)
-            cleared = super().clear()
+            cleared = super().clear(progress)
             cleared.notes.append(f"Asked the cache to delete the {asked:,} cached copies.")
             return cleared
-        cleared = super().clear()
+        cleared = super().clear(progress)
         copies = self.copies.clear()
         cleared.notes.append(f"Removed {copies.removed:,} cached copies.")
         return cleared
@@ -205,7 +233,10 @@ class FileSessions:
     def count(self) -> int:
         return len(self._files())
 
-    def clear(self) -> Cleared:
+    def finish(self, *, guarded: bool) -> Cleared:
+        return Cleared(0)
+
+    def clear(self, progress: Progress = _no_progress) -> Cleared:
         removed = 0
         for entry in self._files():
             try:
@@ -234,7 +265,10 @@ class CookieSessions:
     def count(self) -> None:
         return None
 
-    def clear(self) -> Cleared:
+    def finish(self, *, guarded: bool) -> Cleared:
+        return Cleared(None)
+
+    def clear(self, progress: Progress = _no_progress) -> Cleared:
         return Cleared(
             removed=None,
             notes=[f"Signed-cookie sessions cannot be deleted server-side: {GUARD_NOTE}."],

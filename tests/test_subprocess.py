@@ -7,15 +7,18 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from django.contrib.sessions.models import Session
-from django.db import connections, transaction
+from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from release.models import Logout, ReleaseLock
-from tests.conftest import ROOT, child_env, make_sessions, release, run_manage, vendor
+from release import locking
+from release.models import Logout
+from tests.conftest import ROOT, child_env, make_sessions, release, run_manage
 
 pytestmark = pytest.mark.subprocess
 
@@ -100,67 +103,143 @@ def test_bad_usage_exits_2() -> None:
     assert "unrecognized arguments: --no-such-flag" in result.stderr
 
 
-def waiting_on_lock_row(observer: BaseDatabaseWrapper) -> int:
-    """How many connections are waiting to update the release lock row right now.
-
-    Asked on a connection of its own: inside a transaction, PostgreSQL's statistics views and
-    MariaDB's process list can show a stale picture.
-    """
+def waiting_for_release_lock(observer: BaseDatabaseWrapper) -> int:
+    """How many connections wait for the release lock right now."""
     with observer.cursor() as cursor:
         if observer.vendor == "postgresql":
             cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE \"release_releaselock\"%%'"
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
             )
         else:
             cursor.execute(
                 "SELECT count(*) FROM information_schema.processlist "
-                "WHERE info LIKE 'UPDATE `release_releaselock`%%'"
+                "WHERE info LIKE 'SELECT GET_LOCK(%%'"
             )
         row = cursor.fetchone()
     assert row is not None
     return int(row[0])
 
 
-@pytest.mark.django_db(transaction=True)
-def test_two_releases_at_once_log_out_once() -> None:
-    if vendor() not in {"postgresql", "mysql"}:
-        pytest.skip("row locks between processes are tested on PostgreSQL and MariaDB")
-    release()
-    make_sessions(5)
-    env = child_env(FORCE_LOGOUT_ON_DEPLOY="incident-7")
-    command = [sys.executable, "manage.py", "release", "--skip-migrate"]
+@contextmanager
+def holding_the_release_lock(observer: BaseDatabaseWrapper) -> Iterator[None]:
+    with observer.cursor() as cursor:
+        if observer.vendor == "postgresql":
+            cursor.execute("SELECT pg_advisory_lock(%s)", [locking.PG_LOCK_KEY])
+        else:
+            cursor.execute("SELECT GET_LOCK(%s, 0)", [locking.LOCK_NAME])
+    try:
+        yield
+    finally:
+        with observer.cursor() as cursor:
+            if observer.vendor == "postgresql":
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [locking.PG_LOCK_KEY])
+            else:
+                cursor.execute("SELECT RELEASE_LOCK(%s)", [locking.LOCK_NAME])
+
+
+def start_all_at_once(
+    commands: list[tuple[list[str], dict[str, str]]],
+) -> list[tuple[int, str, str]]:
+    """Start the commands while holding the release lock, so that all of them surely wait
+    for it together; then let them go. Returns (exit code, stdout, stderr) of each."""
     observer = connections.create_connection("default")
-
-    with transaction.atomic():
-        # Hold the release lock so that both commands are surely inside at once.
-        ReleaseLock.objects.filter(pk=1).update(holder="test")
-        children = [
-            subprocess.Popen(
-                command,
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for _ in range(2)
-        ]
-        deadline = time.monotonic() + 60
-        while waiting_on_lock_row(observer) < 2:
-            if time.monotonic() > deadline or any(c.poll() is not None for c in children):
-                for child in children:
-                    child.kill()
-                pytest.fail(
-                    f"The commands never waited for the lock: {[c.communicate() for c in children]}"
+    try:
+        with holding_the_release_lock(observer):
+            children = [
+                subprocess.Popen(
+                    command,
+                    cwd=ROOT,
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
                 )
-            time.sleep(0.05)
+                for command, env in commands
+            ]
+            deadline = time.monotonic() + 90
+            while waiting_for_release_lock(observer) < len(children):
+                if time.monotonic() > deadline or any(c.poll() is not None for c in children):
+                    for child in children:
+                        child.kill()
+                    outputs = [child.communicate() for child in children]
+                    pytest.fail(f"The commands never all waited for the lock: {outputs}")
+                time.sleep(0.05)
+    finally:
+        observer.close()
+    results = []
+    for child in children:
+        stdout, stderr = child.communicate(timeout=300)
+        results.append((child.returncode, stdout, stderr))
+    return results
 
-    observer.close()
-    outputs = [child.communicate(timeout=120) for child in children]
-    assert [child.returncode for child in children] == [0, 0], outputs
-    stdouts = sorted(stdout for stdout, _ in outputs)
-    assert sum("removed 5 sessions" in out for out in stdouts) == 1
-    assert sum("Decision: nobody is logged out" in out for out in stdouts) == 1
+
+def manage(*args: str) -> list[str]:
+    return [sys.executable, "manage.py", *args]
+
+
+def on_dyno(name: str, **env: str) -> dict[str, str]:
+    """A child's environment naming its dyno; CI keeps the example's Heroku-only TLS off."""
+    return child_env(DYNO=name, CI="true", **env)
+
+
+needs_session_lock = pytest.mark.skipif(
+    "not __import__('release.locking').locking.has_session_lock('default')",
+    reason="commands waiting for each other are tested on PostgreSQL and MariaDB",
+)
+
+
+@needs_session_lock
+@pytest.mark.django_db(transaction=True)
+def test_eight_releases_at_once_log_out_once() -> None:
+    release()
+    make_sessions(50)
+    commands = [
+        (
+            manage("release", "--skip-migrate"),
+            on_dyno(f"release.{n}", FORCE_LOGOUT_ON_DEPLOY="incident-7"),
+        )
+        for n in range(1, 9)
+    ]
+
+    results = start_all_at_once(commands)
+
+    assert [code for code, _, _ in results] == [0] * 8, results
+    winners = [out for _, out, _ in results if "removed 50 sessions" in out]
+    assert len(winners) == 1
+    winner = Logout.objects.get(epoch=1)
+    assert winner.kind == "markers"
+    for _, out, _ in results:
+        if out not in winners:
+            assert "Decision: nobody is logged out" in out
+            line = next(x for x in out.splitlines() if "FORCE_LOGOUT_ON_DEPLOY:" in x)
+            assert "'incident-7'" in line
+            assert "already applied here (epoch 1, " in line
+            assert f"by {winner.triggered_by})" in out
     assert Logout.objects.count() == 2
+    assert Session.objects.count() == 0
+
+
+@needs_session_lock
+@pytest.mark.django_db(transaction=True)
+def test_a_release_racing_a_forced_logout() -> None:
+    release()
+    make_sessions(20)
+    commands = [
+        (
+            manage("release", "--skip-migrate"),
+            on_dyno("release.1", FORCE_LOGOUT_ON_DEPLOY="new"),
+        ),
+        (
+            manage("force_logout", "--reason", "incident", "--no-input"),
+            on_dyno("run.1", FORCE_LOGOUT_ON_DEPLOY="new"),
+        ),
+    ]
+
+    results = start_all_at_once(commands)
+
+    assert [code for code, _, _ in results] == [0, 0], results
+    records = list(Logout.objects.order_by("epoch").values_list("epoch", "kind"))
+    assert sorted(kind for _, kind in records) == ["forced", "install", "markers"]
+    assert [epoch for epoch, _ in records] == [0, 1, 2]
+    assert sum("removed 20 sessions" in out for _, out, _ in results) == 1
     assert Session.objects.count() == 0

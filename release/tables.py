@@ -1,0 +1,172 @@
+"""Emptying a session table fast, without stalling the requests that read and save sessions.
+
+- PostgreSQL: TRUNCATE, which swaps the table's files in a few milliseconds. It needs a lock
+  that waits for every open transaction that read the table, and while it waits it queues every
+  new reader behind it, so each attempt gives up after LOCK_TIMEOUT_MS and is retried.
+- MariaDB: TRUNCATE ... NOWAIT likewise. It commits by itself (it is DDL), so it runs before the
+  transaction that records the logout.
+- When the table stays busy, or cannot be truncated (a foreign key points at it), batches of
+  BATCH_ROWS rows by key order, each committed on its own, skipping rows another transaction
+  has locked rather than waiting for them.
+- SQLite, and anything else: one DELETE, which SQLite does quickly.
+
+What the final transaction then finds (sessions saved meanwhile) goes in `remove_remaining()`.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from django.db import DatabaseError, connections, transaction
+from django.db.models import Model
+
+BATCH_ROWS = 5_000
+LOCK_TIMEOUT_MS = 50
+TRUNCATE_ATTEMPTS = 10
+# A remaining row another transaction holds is waited for at most this long per attempt.
+ROW_LOCK_TIMEOUT_S = 1
+ROW_LOCK_ATTEMPTS = 5
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class Removal:
+    removed: int
+    notes: list[str] = field(default_factory=list)
+
+
+def _quoted(alias: str, model: type[Model]) -> tuple[str, str]:
+    ops = connections[alias].ops
+    key = model._meta.pk.column
+    assert key is not None
+    return ops.quote_name(model._meta.db_table), ops.quote_name(key)
+
+
+def _is_lock_timeout(error: DatabaseError) -> bool:
+    cause = error.__cause__
+    if getattr(cause, "sqlstate", None) == "55P03":  # PostgreSQL lock_not_available
+        return True
+    args: tuple[object, ...] = getattr(cause, "args", ())
+    return bool(args) and args[0] == 1205  # MariaDB/MySQL lock wait timeout
+
+
+def remove_all(alias: str, model: type[Model], progress: Progress) -> Removal:
+    connection = connections[alias]
+    table, _ = _quoted(alias, model)
+    if connection.vendor not in {"postgresql", "mysql"} or connection.in_atomic_block:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {table}")
+            return Removal(max(cursor.rowcount, 0))
+    total = model._base_manager.using(alias).count()
+    problem = _truncate(alias, table)
+    if problem is None:
+        progress(total)
+        return Removal(total, [f"Emptied the table with TRUNCATE ({total:,} rows)."])
+    removal = _delete_in_batches(alias, model, progress)
+    removal.notes.insert(0, f"{problem}, so rows were deleted in batches of {BATCH_ROWS:,}.")
+    return removal
+
+
+def _truncate(alias: str, table: str) -> str | None:
+    """TRUNCATE the table; None when done, else why it could not be."""
+    connection = connections[alias]
+    for attempt in range(TRUNCATE_ATTEMPTS):
+        try:
+            with transaction.atomic(using=alias), connection.cursor() as cursor:
+                if connection.vendor == "postgresql":
+                    cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_MS}ms'")
+                    cursor.execute(f"TRUNCATE {table}")
+                else:
+                    cursor.execute(f"TRUNCATE TABLE {table} NOWAIT")
+            return None
+        except DatabaseError as error:
+            if not _is_lock_timeout(error):
+                return f"TRUNCATE was refused ({' '.join(str(error).split())})"
+        time.sleep(min(0.05 * 2**attempt, 1.0) * random.uniform(0.5, 1.0))
+    return (
+        f"Other transactions kept the table busy through {TRUNCATE_ATTEMPTS} attempts "
+        "to TRUNCATE it"
+    )
+
+
+def _delete_in_batches(alias: str, model: type[Model], progress: Progress) -> Removal:
+    connection = connections[alias]
+    table, key = _quoted(alias, model)
+    removed = 0
+    last = ""
+    while True:
+        with transaction.atomic(using=alias), connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {key} FROM {table} WHERE {key} > %s ORDER BY {key} "
+                f"LIMIT {BATCH_ROWS} FOR UPDATE SKIP LOCKED",
+                [last],
+            )
+            keys = [row[0] for row in cursor.fetchall()]
+            if not keys:
+                break
+            placeholders = ", ".join(["%s"] * len(keys))
+            cursor.execute(f"DELETE FROM {table} WHERE {key} IN ({placeholders})", keys)
+            removed += max(cursor.rowcount, 0)
+        last = keys[-1]
+        progress(removed)
+    return Removal(removed)
+
+
+def remove_remaining(alias: str, model: type[Model], *, skip_locked: bool) -> Removal:
+    """Inside the final transaction: the rows saved since `remove_all()`.
+
+    With `skip_locked` (the session guard refuses what stays) rows another transaction holds
+    are left; without it they are waited for, a bounded time, and the release fails if they
+    stay locked.
+    """
+    connection = connections[alias]
+    table, key = _quoted(alias, model)
+    if connection.vendor not in {"postgresql", "mysql"}:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {table}")
+            return Removal(max(cursor.rowcount, 0))
+    removed = 0
+    with connection.cursor() as cursor:
+        if skip_locked:
+            while True:
+                cursor.execute(
+                    f"SELECT {key} FROM {table} LIMIT {BATCH_ROWS} FOR UPDATE SKIP LOCKED"
+                )
+                keys = [row[0] for row in cursor.fetchall()]
+                if not keys:
+                    break
+                placeholders = ", ".join(["%s"] * len(keys))
+                cursor.execute(f"DELETE FROM {table} WHERE {key} IN ({placeholders})", keys)
+                removed += max(cursor.rowcount, 0)
+            left = model._base_manager.using(alias).count()
+            notes = (
+                [
+                    f"{left:,} sessions were locked by other transactions and were left; the "
+                    "session guard refuses them at their next request."
+                ]
+                if left
+                else []
+            )
+            return Removal(removed, notes)
+        return Removal(_delete_waiting(alias, table))
+
+
+def _delete_waiting(alias: str, table: str) -> int:
+    connection = connections[alias]
+    for attempt in range(ROW_LOCK_ATTEMPTS):
+        try:
+            with transaction.atomic(using=alias), connection.cursor() as cursor:
+                if connection.vendor == "postgresql":
+                    cursor.execute(f"SET LOCAL lock_timeout = '{ROW_LOCK_TIMEOUT_S}s'")
+                else:
+                    cursor.execute(f"SET SESSION innodb_lock_wait_timeout = {ROW_LOCK_TIMEOUT_S}")
+                cursor.execute(f"DELETE FROM {table}")
+                return int(max(cursor.rowcount, 0))
+        except DatabaseError as error:
+            if not _is_lock_timeout(error) or attempt == ROW_LOCK_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
