@@ -38,6 +38,10 @@ ALLOWED_HOSTS = ["*"] if IS_HEROKU_APP else [".localhost", "127.0.0.1", "[::1]",
 # The code marker: bump it in the commit whose fix needs everyone to sign in again.
 FORCE_LOGOUT_VERSION = 1
 
+# Off: a release whose logout fails does not go out. `heroku config:set
+# FORCE_LOGOUT_FAIL_OPEN=1` lets releases out anyway during an outage of the session store.
+FORCE_LOGOUT_FAIL_OPEN = env_flag("FORCE_LOGOUT_FAIL_OPEN", default=False)
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",

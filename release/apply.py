@@ -8,13 +8,13 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from release.exceptions import ReleaseError
+from release.exceptions import ReleaseError, one_line
 from release.heroku import dyno_metadata
 from release.locking import has_session_lock, hold_release_lock, release_lock
-from release.markers import InvalidMarker, Markers, current_markers, digest_of
+from release.markers import InvalidMarker, Markers, current_markers, digest_of, storable
 from release.middleware import (
     DJANGO_SESSION_MIDDLEWARE,
     GUARD_MIDDLEWARE,
@@ -164,7 +164,16 @@ def _decide_and_clear(
     outcome.store = store.describe()
     if stack is not None:
         _join_transaction(stack, store, alias)
-    cleared = store.clear(progress or _quiet)
+    try:
+        cleared = store.clear(progress or _quiet)
+    except (ReleaseError, DatabaseError):
+        raise
+    except Exception as error:  # a cache or file system that failed: say which, and stop
+        raise ReleaseError(
+            f"Removing sessions from {store.describe()} failed: {one_line(error)}. Check that "
+            "it is reachable (REDIS_URL, SESSION_FILE_PATH). Nobody was logged out and nothing "
+            "was recorded."
+        ) from error
     outcome.removed, outcome.notes = cleared.removed, cleared.notes
     return outcome, store
 
@@ -180,7 +189,7 @@ def _added(outcome: Outcome, rest: Cleared) -> tuple[int | None, list[str]]:
     return total.removed, total.notes
 
 
-def _quiet(removed: int) -> None:
+def _quiet(removed: int, total: int | None) -> None:
     pass
 
 
@@ -196,8 +205,8 @@ def _record(
         epoch=plan.epoch,
         logged_out=plan.logs_out,
         reason=plan.reason,
-        code_marker=plan.markers.code,
-        config_marker=plan.markers.config,
+        code_marker=storable(plan.markers.code),
+        config_marker=storable(plan.markers.config),
         session_engine=outcome.engine,
         sessions_removed=outcome.removed if plan.logs_out else 0,
         duration_seconds=outcome.seconds,
@@ -214,7 +223,7 @@ def _record(
     else:
         applied = []
     AppliedMarker.objects.using(alias).bulk_create(
-        AppliedMarker(kind=marker, digest=digest_of(value), value=value, logout=record)
+        AppliedMarker(kind=marker, digest=digest_of(value), value=storable(value), logout=record)
         for marker, value in applied
         if value is not None
     )
@@ -226,8 +235,8 @@ def _release_pair(alias: str, plan: Plan) -> None:
     ReleaseEpoch.objects.using(alias).update_or_create(
         digest=plan.markers.digest,
         defaults={
-            "code_marker": plan.markers.code,
-            "config_marker": plan.markers.config,
+            "code_marker": storable(plan.markers.code),
+            "config_marker": storable(plan.markers.config),
             "epoch": plan.epoch,
             "released_at": timezone.now(),
         },

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.core import checks
 
+from release.conf import FAIL_OPEN_SETTING, fail_open_problem
 from release.exceptions import UnsupportedEngine
 from release.markers import CODE_MARKER_SETTING, InvalidMarker, current_markers
 from release.middleware import (
@@ -21,6 +22,23 @@ USE_GUARD = f"In MIDDLEWARE, replace {DJANGO_SESSION_MIDDLEWARE!r} with {GUARD_M
 def register() -> None:
     checks.register(check_code_marker, "release")
     checks.register(check_session_engine, "release")
+    checks.register(check_fail_open, "release")
+
+
+def check_fail_open(**kwargs: Any) -> list[checks.CheckMessage]:
+    problem = fail_open_problem()
+    if problem is None:
+        return []
+    return [
+        checks.Error(
+            problem,
+            hint=(
+                f"Leave {FAIL_OPEN_SETTING} out (a failed logout fails the release), or set it "
+                "to True to let releases out when their logout fails."
+            ),
+            id="release.E004",
+        )
+    ]
 
 
 def check_code_marker(**kwargs: Any) -> list[checks.CheckMessage]:

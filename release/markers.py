@@ -86,6 +86,15 @@ def current_markers() -> Markers:
     return Markers(code=code, config=config)
 
 
+def storable(value: str | None) -> str | None:
+    """`value` as every database can store it, for people to read: NUL and unpaired surrogates
+    (which only a Python setting can hold) become backslash escapes. Comparisons use the
+    digest of the value itself, so this never makes two values one."""
+    if value is None:
+        return None
+    return value.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
 def describe(value: str | None, limit: int = 80) -> str:
     """A marker value for people to read: repr, shortened when very long."""
     if value is None:

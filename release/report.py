@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 from release.apply import Outcome
 from release.markers import describe
@@ -68,3 +69,24 @@ def history_line(record: Logout) -> str:
         f"{record.duration_seconds:.2f} s  by {record.triggered_by or '?'}"
         f"{'  ' + where if where else ''}\n    why: {record.reason}"
     )
+
+
+class ProgressReport:
+    """Prints how a long clear goes, every `interval` seconds, never per row."""
+
+    def __init__(self, write: Callable[[str], None], interval: float = 5.0) -> None:
+        self.write = write
+        self.interval = interval
+        self.started = time.monotonic()
+        self.last = self.started
+
+    def __call__(self, removed: int, total: int | None) -> None:
+        now = time.monotonic()
+        if now - self.last < self.interval:
+            return
+        self.last = now
+        rate = removed / max(now - self.started, 1e-9)
+        line = f"Progress: removed {removed:,} sessions so far, {rate:,.0f} a second"
+        if total and rate > 0 and total > removed:
+            line += f", about {(total - removed) / rate:,.0f} s left"
+        self.write(line + ".")

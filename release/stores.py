@@ -24,7 +24,7 @@ from django.db import DatabaseError, router
 from django.db.models import Model
 
 from release import cache_keys, tables
-from release.exceptions import ReleaseError, UnsupportedEngine
+from release.exceptions import ReleaseError, UnsupportedEngine, one_line
 from release.middleware import GUARD_MIDDLEWARE
 from release.tables import Progress
 
@@ -45,7 +45,7 @@ class Cleared:
         return Cleared(self.removed + other.removed, self.notes + other.notes)
 
 
-def _no_progress(removed: int) -> None:
+def _no_progress(removed: int, total: int | None) -> None:
     pass
 
 
@@ -106,7 +106,7 @@ class DatabaseSessions:
             raise ReleaseError(
                 f"Sessions in {self.describe()} stayed locked by another transaction through "
                 f"{tables.ROW_LOCK_ATTEMPTS} waits of {tables.ROW_LOCK_TIMEOUT_S} s "
-                f"({' '.join(str(error).split())}). End that transaction, or install "
+                f"({one_line(error)}). End that transaction, or install "
                 f"{GUARD_MIDDLEWARE!r} so that locked sessions can be left to it."
             ) from error
         return Cleared(removal.removed, removal.notes)
@@ -166,7 +166,11 @@ class CacheSessions:
                 ],
             )
         client = cache_keys.redis_client(self.cache)
-        return Cleared(removed=cache_keys.unlink_matching(client, pattern, progress=progress))
+        return Cleared(
+            removed=cache_keys.unlink_matching(
+                client, pattern, progress=lambda removed: progress(removed, None)
+            )
+        )
 
 
 class CachedDatabaseSessions(DatabaseSessions):

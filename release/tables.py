@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from django.db import DatabaseError, connections, transaction
 from django.db.models import Model
 
+from release.exceptions import one_line
+
 BATCH_ROWS = 5_000
 LOCK_TIMEOUT_MS = 50
 TRUNCATE_ATTEMPTS = 10
@@ -30,7 +32,8 @@ TRUNCATE_ATTEMPTS = 10
 ROW_LOCK_TIMEOUT_S = 1
 ROW_LOCK_ATTEMPTS = 5
 
-Progress = Callable[[int], None]
+# Called with the number of sessions removed so far and, where known, how many there were.
+Progress = Callable[[int, int | None], None]
 
 
 @dataclass
@@ -64,9 +67,9 @@ def remove_all(alias: str, model: type[Model], progress: Progress) -> Removal:
     total = model._base_manager.using(alias).count()
     problem = _truncate(alias, table)
     if problem is None:
-        progress(total)
+        progress(total, total)
         return Removal(total, [f"Emptied the table with TRUNCATE ({total:,} rows)."])
-    removal = _delete_in_batches(alias, model, progress)
+    removal = _delete_in_batches(alias, model, lambda removed: progress(removed, total))
     removal.notes.insert(0, f"{problem}, so rows were deleted in batches of {BATCH_ROWS:,}.")
     return removal
 
@@ -85,7 +88,7 @@ def _truncate(alias: str, table: str) -> str | None:
             return None
         except DatabaseError as error:
             if not _is_lock_timeout(error):
-                return f"TRUNCATE was refused ({' '.join(str(error).split())})"
+                return f"TRUNCATE was refused ({one_line(error)})"
         time.sleep(min(0.05 * 2**attempt, 1.0) * random.uniform(0.5, 1.0))
     return (
         f"Other transactions kept the table busy through {TRUNCATE_ATTEMPTS} attempts "
@@ -93,7 +96,7 @@ def _truncate(alias: str, table: str) -> str | None:
     )
 
 
-def _delete_in_batches(alias: str, model: type[Model], progress: Progress) -> Removal:
+def _delete_in_batches(alias: str, model: type[Model], progress: Callable[[int], None]) -> Removal:
     connection = connections[alias]
     table, key = _quoted(alias, model)
     removed = 0
@@ -108,12 +111,37 @@ def _delete_in_batches(alias: str, model: type[Model], progress: Progress) -> Re
             keys = [row[0] for row in cursor.fetchall()]
             if not keys:
                 break
-            placeholders = ", ".join(["%s"] * len(keys))
-            cursor.execute(f"DELETE FROM {table} WHERE {key} IN ({placeholders})", keys)
-            removed += max(cursor.rowcount, 0)
+            removed += _delete_keys(alias, table, key, keys)
         last = keys[-1]
         progress(removed)
     return Removal(removed)
+
+
+def _delete_keys(alias: str, table: str, key: str, keys: list[str]) -> int:
+    """Delete rows this transaction has locked, by key, without waiting for any other row.
+
+    MariaDB may scan the table for a short IN list and then wait for rows other transactions
+    hold; there the statement gives up at once, and the rows go one key at a time.
+    """
+    connection = connections[alias]
+    placeholders = ", ".join(["%s"] * len(keys))
+    in_list = f"DELETE FROM {table} WHERE {key} IN ({placeholders})"
+    with connection.cursor() as cursor:
+        if connection.vendor != "mysql":
+            cursor.execute(in_list, keys)
+            return int(max(cursor.rowcount, 0))
+        try:
+            with transaction.atomic(using=alias):
+                cursor.execute(f"SET STATEMENT innodb_lock_wait_timeout = 0 FOR {in_list}", keys)
+                return int(max(cursor.rowcount, 0))
+        except DatabaseError as error:
+            if not _is_lock_timeout(error):
+                raise
+        removed = 0
+        for one in keys:
+            cursor.execute(f"DELETE FROM {table} WHERE {key} = %s", [one])
+            removed += max(cursor.rowcount, 0)
+        return removed
 
 
 def remove_remaining(alias: str, model: type[Model], *, skip_locked: bool) -> Removal:
@@ -139,9 +167,7 @@ def remove_remaining(alias: str, model: type[Model], *, skip_locked: bool) -> Re
                 keys = [row[0] for row in cursor.fetchall()]
                 if not keys:
                     break
-                placeholders = ", ".join(["%s"] * len(keys))
-                cursor.execute(f"DELETE FROM {table} WHERE {key} IN ({placeholders})", keys)
-                removed += max(cursor.rowcount, 0)
+                removed += _delete_keys(alias, table, key, keys)
             left = model._base_manager.using(alias).count()
             notes = (
                 [

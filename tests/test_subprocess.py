@@ -90,7 +90,9 @@ def test_unreachable_database_fails_the_release_with_what_to_do() -> None:
     result = run_manage("release", DATABASE_URL="postgres://postgres@127.0.0.1:1/none")
 
     assert result.returncode == 1
-    assert result.stderr.startswith("CommandError: `migrate` failed:")
+    assert result.stderr.startswith("CommandError: Cannot connect to database 'default': ")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Check DATABASE_URL and that the database is running." in result.stderr
     assert "Nobody was logged out and nothing was recorded." in result.stderr
     assert "heroku releases:retry" in result.stderr
     assert time.monotonic() - started < 60

@@ -7,8 +7,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
 from release.apply import force_logout
-from release.exceptions import ReleaseError
-from release.report import outcome_lines
+from release.exceptions import ReleaseError, one_line
+from release.report import ProgressReport, outcome_lines
+from release.termination import stopping_on_sigterm
 
 
 class Command(BaseCommand):
@@ -30,13 +31,16 @@ class Command(BaseCommand):
             if answer.strip().lower() != "yes":
                 raise CommandError("Cancelled: nobody was logged out.")
         try:
-            outcome = force_logout(options["reason"])
+            with stopping_on_sigterm():
+                outcome = force_logout(
+                    options["reason"], progress=ProgressReport(self.stdout.write)
+                )
         except ReleaseError as error:
-            raise CommandError(str(error)) from error
+            raise CommandError(one_line(error)) from error
         except DatabaseError as error:
             raise CommandError(
-                f"The logout failed and was rolled back: {error}. Nobody was logged out and "
-                "nothing was recorded. Fix the cause and run the command again."
+                f"The logout failed and was rolled back: {one_line(error)}. Nobody was logged "
+                "out and nothing was recorded. Fix the cause and run the command again."
             ) from error
         for line in outcome_lines(outcome):
             self.stdout.write(line)

@@ -1,17 +1,24 @@
 from __future__ import annotations
 
+import os
 from argparse import ArgumentParser
 from typing import Any
 
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
-from django.db import DatabaseError
+from django.db import DatabaseError, connections
 
 from release.apply import apply_release, preview_release
-from release.exceptions import ReleaseError
-from release.report import outcome_lines
+from release.conf import FAIL_OPEN_SETTING, fail_open
+from release.exceptions import ReleaseError, one_line
+from release.plan import history_alias
+from release.report import ProgressReport, outcome_lines
+from release.termination import Terminated, stopping_on_sigterm
 
 RETRY = "Fix the cause, then deploy again or run `heroku releases:retry`."
+# Seconds libpq waits for a PostgreSQL connection, unless the environment says otherwise: a
+# database that does not answer fails the release in seconds, not in the dyno's hour.
+CONNECT_TIMEOUT = 10
 
 
 class Command(BaseCommand):
@@ -39,23 +46,27 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        os.environ.setdefault("PGCONNECT_TIMEOUT", str(CONNECT_TIMEOUT))
         dry_run: bool = options["dry_run"]
-        if not options["skip_migrate"]:
-            self.migrate(dry_run=dry_run, verbosity=options["verbosity"])
         try:
-            if dry_run:
-                outcome = preview_release(logout_on_install=options["logout_on_install"])
-            else:
-                outcome = apply_release(logout_on_install=options["logout_on_install"])
-        except ReleaseError as error:
-            raise CommandError(f"{error} {RETRY}") from error
+            with stopping_on_sigterm():
+                self.connect()
+                if not options["skip_migrate"]:
+                    self.migrate(dry_run=dry_run, verbosity=options["verbosity"])
+                self.release(dry_run=dry_run, logout_on_install=options["logout_on_install"])
+        except Terminated as error:
+            raise CommandError(str(error)) from error
+
+    def connect(self) -> None:
+        alias = history_alias()
+        try:
+            connections[alias].ensure_connection()
         except DatabaseError as error:
             raise CommandError(
-                f"The release step failed and was rolled back: {error}. Nobody was logged out "
-                f"and nothing was recorded. {RETRY}"
+                f"Cannot connect to database {alias!r}: {one_line(error)}. Check DATABASE_URL "
+                f"and that the database is running. Nobody was logged out and nothing was "
+                f"recorded. {RETRY}"
             ) from error
-        for line in outcome_lines(outcome, dry_run=dry_run):
-            self.stdout.write(line)
 
     def migrate(self, *, dry_run: bool, verbosity: int) -> None:
         try:
@@ -65,6 +76,41 @@ class Command(BaseCommand):
                 call_command("migrate", interactive=False, verbosity=verbosity, stdout=self.stdout)
         except (DatabaseError, CommandError) as error:
             raise CommandError(
-                f"`migrate` failed: {error}. Nobody was logged out and nothing was recorded. "
-                f"{RETRY}"
+                f"`migrate` failed: {one_line(error)}. Nobody was logged out and nothing was "
+                f"recorded. {RETRY}"
             ) from error
+
+    def release(self, *, dry_run: bool, logout_on_install: bool) -> None:
+        try:
+            if dry_run:
+                outcome = preview_release(logout_on_install=logout_on_install)
+            else:
+                outcome = apply_release(
+                    logout_on_install=logout_on_install,
+                    progress=ProgressReport(self.stdout.write),
+                )
+        except Terminated:
+            raise
+        except (ReleaseError, DatabaseError) as error:
+            if isinstance(error, ReleaseError):
+                message = f"{one_line(error)} {RETRY}"
+            else:
+                message = (
+                    f"The release step failed and was rolled back: {one_line(error)}. Nobody "
+                    f"was logged out and nothing was recorded. {RETRY}"
+                )
+            if dry_run or not fail_open():
+                raise CommandError(message) from error
+            self.fail_open(message)
+            return
+        for line in outcome_lines(outcome, dry_run=dry_run):
+            self.stdout.write(line)
+
+    def fail_open(self, message: str) -> None:
+        warning = (
+            f"WARNING: THE LOGOUT FAILED AND THIS RELEASE GOES OUT ANYWAY, because "
+            f"{FAIL_OPEN_SETTING} is True. Nobody was logged out; the markers stay unapplied, "
+            f"so the next release tries again. {message}"
+        )
+        self.stdout.write(self.style.ERROR(warning))
+        self.stderr.write(warning)
