@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 from django.conf import settings
 
@@ -84,6 +84,14 @@ def current_markers() -> Markers:
     code = None if raw_code is sentinel else normalise_code_marker(raw_code)
     config = normalise_config_marker(os.environ.get(CONFIG_MARKER_VAR))
     return Markers(code=code, config=config)
+
+
+@overload
+def storable(value: str) -> str: ...
+
+
+@overload
+def storable(value: None) -> None: ...
 
 
 def storable(value: str | None) -> str | None:
