@@ -3,9 +3,25 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 
+from release.apply import preview_release
+from release.exceptions import ReleaseError, one_line
 from release.models import Logout
+from release.report import plan_lines
+
+
+def next_release_lines() -> list[str]:
+    """The status view's forecast, without counting the sessions (a page view must be quick)."""
+    try:
+        outcome = preview_release(count=False)
+    except ReleaseError as error:
+        return [f"The next release would fail: {one_line(error)}"]
+    lines = list(plan_lines(outcome.plan))
+    if outcome.plan.logs_out:
+        lines.append(f"Sessions: {outcome.engine}, {outcome.store}.")
+    return lines
+
 
 if TYPE_CHECKING:
     LogoutAdminBase = admin.ModelAdmin[Logout]
@@ -33,6 +49,13 @@ class LogoutAdmin(LogoutAdminBase):
     date_hierarchy = "applied_at"
     search_fields = ["reason", "code_marker", "config_marker", "triggered_by", "slug_commit"]
     ordering = ["-epoch"]
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        return super().changelist_view(
+            request, {**(extra_context or {}), "next_release": next_release_lines()}
+        )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

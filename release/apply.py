@@ -56,14 +56,14 @@ def clearer() -> SessionStoreClearer:
     return store
 
 
-def preview_release(*, logout_on_install: bool = False) -> Outcome:
+def preview_release(*, logout_on_install: bool = False, count: bool = True) -> Outcome:
     """What `release` would do now, without locking or writing anything."""
     plan = make_plan(read_markers(), logout_on_install=logout_on_install)
     outcome = Outcome(plan=plan, engine=settings.SESSION_ENGINE)
     if plan.logs_out:
         store = clearer()
         outcome.store = store.describe()
-        if is_installed():
+        if count and is_installed():
             outcome.removed = store.count()
     return outcome
 

@@ -19,10 +19,19 @@ class Action(StrEnum):
 
 
 class Status(StrEnum):
-    UNSET = "unset: never triggers"
-    NEW = "new: never applied here"
-    APPLIED = "already applied here"
-    BASELINE = "recorded as applied by the first release"
+    UNSET = "unset"
+    NEW = "new"
+    APPLIED = "applied"
+    BASELINE = "baseline"
+
+    @property
+    def description(self) -> str:
+        return {
+            Status.UNSET: "unset: never triggers",
+            Status.NEW: "new: never applied here",
+            Status.APPLIED: "already applied here",
+            Status.BASELINE: "recorded as applied by the first release",
+        }[self]
 
 
 @dataclass(frozen=True)
@@ -47,10 +56,10 @@ class MarkerState:
         else:
             change = f"{describe(self.previous)} -> {describe(self.current)}"
         if self.applied_by is None:
-            return f"{self.name}: {change}, {self.status.value}"
+            return f"{self.name}: {change}, {self.status.description}"
         by = self.applied_by
         return (
-            f"{self.name}: {change}, {self.status.value} (epoch {by.epoch}, "
+            f"{self.name}: {change}, {self.status.description} (epoch {by.epoch}, "
             f"{by.applied_at:%Y-%m-%d %H:%M:%S %Z}, by {by.triggered_by})"
         )
 

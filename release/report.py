@@ -1,14 +1,22 @@
-"""The lines people read in `heroku releases:output` and on their terminal."""
+"""What the commands say: lines people read in `heroku releases:output`, JSON for pipelines,
+and the same events through the `release` logger."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from release.apply import Outcome
 from release.markers import describe
 from release.models import Logout
-from release.plan import Action, Plan
+from release.plan import Action, MarkerState, Plan
+
+logger = logging.getLogger("release")
+
+# The version of the JSON documents below; it changes only when a key changes meaning or goes.
+JSON_VERSION = 1
 
 
 def plan_lines(plan: Plan) -> Iterator[str]:
@@ -71,6 +79,69 @@ def history_line(record: Logout) -> str:
     )
 
 
+def marker_json(state: MarkerState) -> dict[str, Any]:
+    return {
+        "previous": state.previous,
+        "current": state.current,
+        "status": state.status.value,
+        "applied_by_epoch": None if state.applied_by is None else state.applied_by.epoch,
+    }
+
+
+def outcome_json(outcome: Outcome, *, dry_run: bool = False) -> dict[str, Any]:
+    """The release summary as a JSON document (`release --json`); keys as the README lists."""
+    plan = outcome.plan
+    return {
+        "version": JSON_VERSION,
+        "dry_run": dry_run,
+        "decision": plan.action.value,
+        "logs_out": plan.logs_out,
+        "reason": plan.reason,
+        "epoch": plan.epoch,
+        "markers": {state.name: marker_json(state) for state in plan.states},
+        "session_engine": outcome.engine,
+        "store": outcome.store or None,
+        "sessions_removed": outcome.removed if plan.logs_out else 0,
+        "notes": outcome.notes,
+        "seconds": None if dry_run else round(outcome.seconds, 3),
+        "recorded_epoch": None if outcome.record is None else outcome.record.epoch,
+    }
+
+
+def history_json(record: Logout) -> dict[str, Any]:
+    return {
+        "epoch": record.epoch,
+        "applied_at": record.applied_at.isoformat(),
+        "kind": record.kind,
+        "logged_out": record.logged_out,
+        "reason": record.reason,
+        "code_marker": record.code_marker,
+        "config_marker": record.config_marker,
+        "session_engine": record.session_engine,
+        "sessions_removed": record.sessions_removed,
+        "duration_seconds": record.duration_seconds,
+        "release_version": record.release_version or None,
+        "slug_commit": record.slug_commit or None,
+        "triggered_by": record.triggered_by,
+    }
+
+
+def log_outcome(outcome: Outcome, *, dry_run: bool = False) -> None:
+    """One log record per release or forced logout, with the JSON document as `extra`."""
+    document = outcome_json(outcome, dry_run=dry_run)
+    logger.info(
+        "%s: decision=%s logs_out=%s removed=%s epoch=%s engine=%s reason=%s",
+        "dry run" if dry_run else "release",
+        document["decision"],
+        document["logs_out"],
+        document["sessions_removed"],
+        document["epoch"],
+        document["session_engine"],
+        document["reason"],
+        extra={"release": document},
+    )
+
+
 class ProgressReport:
     """Prints how a long clear goes, every `interval` seconds, never per row."""
 
@@ -90,3 +161,4 @@ class ProgressReport:
         if total and rate > 0 and total > removed:
             line += f", about {(total - removed) / rate:,.0f} s left"
         self.write(line + ".")
+        logger.info(line, extra={"removed": removed, "total": total, "rate": rate})

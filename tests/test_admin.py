@@ -72,3 +72,22 @@ def test_the_list_filters_by_date(record: Logout, settings: Settings) -> None:
     assert "By applied at" in everything.content.decode()
     assert everything.context["cl"].result_count == 2
     assert nothing.context["cl"].result_count == 0
+
+
+@pytest.mark.django_db
+def test_the_list_says_what_the_next_release_would_do(
+    record: Logout, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = staff("view_logout")
+    monkeypatch.setenv("FORCE_LOGOUT_ON_DEPLOY", "incident-9")
+
+    page = client.get(LIST).content.decode()
+    page = page[page.index("What the next release would do") :][:1000]
+
+    assert "FORCE_LOGOUT_ON_DEPLOY: unset -&gt; &#x27;incident-9&#x27;, new" in page
+    assert "Decision: log everyone out" in page
+    assert "Sessions: django.contrib.sessions.backends.db, table" in page
+
+    settings.FORCE_LOGOUT_VERSION = [1]
+    broken = client.get(LIST).content.decode()
+    assert "The next release would fail: FORCE_LOGOUT_VERSION must be an int" in broken

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from argparse import ArgumentParser
 from typing import Any
 
@@ -8,7 +9,7 @@ from django.db import DatabaseError
 
 from release.apply import force_logout
 from release.exceptions import ReleaseError, one_line
-from release.report import ProgressReport, outcome_lines
+from release.report import ProgressReport, log_outcome, outcome_json, outcome_lines
 from release.termination import stopping_on_sigterm
 
 
@@ -17,6 +18,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--reason", required=True, help="Why, for the history (required).")
+        parser.add_argument(
+            "--json",
+            action="store_true",
+            help="Print the summary as one JSON document on stdout (progress goes to stderr).",
+        )
         parser.add_argument(
             "--no-input",
             "--noinput",
@@ -32,9 +38,8 @@ class Command(BaseCommand):
                 raise CommandError("Cancelled: nobody was logged out.")
         try:
             with stopping_on_sigterm():
-                outcome = force_logout(
-                    options["reason"], progress=ProgressReport(self.stdout.write)
-                )
+                chatter = self.stderr if options["json"] else self.stdout
+                outcome = force_logout(options["reason"], progress=ProgressReport(chatter.write))
         except ReleaseError as error:
             raise CommandError(one_line(error)) from error
         except DatabaseError as error:
@@ -42,6 +47,10 @@ class Command(BaseCommand):
                 f"The logout failed and was rolled back: {one_line(error)}. Nobody was logged "
                 "out and nothing was recorded. Fix the cause and run the command again."
             ) from error
+        log_outcome(outcome)
+        if options["json"]:
+            self.stdout.write(json.dumps(outcome_json(outcome), indent=2))
+            return
         for line in outcome_lines(outcome):
             self.stdout.write(line)
         self.stdout.write(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 from argparse import ArgumentParser
 from typing import Any
@@ -12,7 +13,14 @@ from release.apply import apply_release, preview_release
 from release.conf import FAIL_OPEN_SETTING, fail_open
 from release.exceptions import ReleaseError, one_line
 from release.plan import history_alias
-from release.report import ProgressReport, outcome_lines
+from release.report import (
+    JSON_VERSION,
+    ProgressReport,
+    log_outcome,
+    logger,
+    outcome_json,
+    outcome_lines,
+)
 from release.termination import Terminated, stopping_on_sigterm
 
 RETRY = "Fix the cause, then deploy again or run `heroku releases:retry`."
@@ -39,6 +47,12 @@ class Command(BaseCommand):
             help="Say what would happen and change nothing, migrations included.",
         )
         parser.add_argument(
+            "--json",
+            action="store_true",
+            help="Print the summary as one JSON document on stdout (migrations and progress go "
+            "to stderr).",
+        )
+        parser.add_argument(
             "--logout-on-install",
             action="store_true",
             help="On the first release with the tool, log everyone out instead of only "
@@ -48,13 +62,20 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         os.environ.setdefault("PGCONNECT_TIMEOUT", str(CONNECT_TIMEOUT))
         dry_run: bool = options["dry_run"]
+        self.as_json: bool = options["json"]
+        # With --json, stdout holds the document alone.
+        self.chatter = self.stderr if self.as_json else self.stdout
         try:
             with stopping_on_sigterm():
                 self.connect()
                 if not options["skip_migrate"]:
                     self.migrate(dry_run=dry_run, verbosity=options["verbosity"])
                 self.release(dry_run=dry_run, logout_on_install=options["logout_on_install"])
+        except CommandError as error:
+            logger.error("%s", error)
+            raise
         except Terminated as error:
+            logger.error("%s", error)
             raise CommandError(str(error)) from error
 
     def connect(self) -> None:
@@ -71,9 +92,9 @@ class Command(BaseCommand):
     def migrate(self, *, dry_run: bool, verbosity: int) -> None:
         try:
             if dry_run:
-                call_command("migrate", plan=True, verbosity=verbosity, stdout=self.stdout)
+                call_command("migrate", plan=True, verbosity=verbosity, stdout=self.chatter)
             else:
-                call_command("migrate", interactive=False, verbosity=verbosity, stdout=self.stdout)
+                call_command("migrate", interactive=False, verbosity=verbosity, stdout=self.chatter)
         except (DatabaseError, CommandError) as error:
             raise CommandError(
                 f"`migrate` failed: {one_line(error)}. Nobody was logged out and nothing was "
@@ -87,7 +108,7 @@ class Command(BaseCommand):
             else:
                 outcome = apply_release(
                     logout_on_install=logout_on_install,
-                    progress=ProgressReport(self.stdout.write),
+                    progress=ProgressReport(self.chatter.write),
                 )
         except Terminated:
             raise
@@ -103,6 +124,10 @@ class Command(BaseCommand):
                 raise CommandError(message) from error
             self.fail_open(message)
             return
+        log_outcome(outcome, dry_run=dry_run)
+        if self.as_json:
+            self.stdout.write(json.dumps(outcome_json(outcome, dry_run=dry_run), indent=2))
+            return
         for line in outcome_lines(outcome, dry_run=dry_run):
             self.stdout.write(line)
 
@@ -112,5 +137,10 @@ class Command(BaseCommand):
             f"{FAIL_OPEN_SETTING} is True. Nobody was logged out; the markers stay unapplied, "
             f"so the next release tries again. {message}"
         )
-        self.stdout.write(self.style.ERROR(warning))
+        logger.warning("%s", warning)
         self.stderr.write(warning)
+        if self.as_json:
+            document = {"version": JSON_VERSION, "failed_open": True, "error": message}
+            self.stdout.write(json.dumps(document, indent=2))
+        else:
+            self.stdout.write(self.style.ERROR(warning))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from argparse import ArgumentParser
 from typing import Any
 
@@ -9,7 +10,13 @@ from release.apply import preview_release
 from release.exceptions import ReleaseError
 from release.models import Logout
 from release.plan import history_alias, is_installed
-from release.report import history_line, outcome_lines
+from release.report import (
+    JSON_VERSION,
+    history_json,
+    history_line,
+    outcome_json,
+    outcome_lines,
+)
 
 
 class Command(BaseCommand):
@@ -19,8 +26,14 @@ class Command(BaseCommand):
         parser.add_argument(
             "--limit", type=int, default=20, help="How many history entries to show (20)."
         )
+        parser.add_argument(
+            "--json", action="store_true", help="Print one JSON document on stdout."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["json"]:
+            self.stdout.write(json.dumps(self.document(options["limit"]), indent=2))
+            return
         alias = history_alias()
         if not is_installed(alias):
             self.stdout.write(
@@ -40,3 +53,19 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from error
         for line in outcome_lines(outcome, dry_run=True):
             self.stdout.write(f"  {line}")
+
+    def document(self, limit: int) -> dict[str, Any]:
+        alias = history_alias()
+        installed = is_installed(alias)
+        records = Logout.objects.using(alias).order_by("-epoch")[:limit] if installed else []
+        try:
+            outcome = preview_release()
+        except ReleaseError as error:
+            raise CommandError(str(error)) from error
+        return {
+            "version": JSON_VERSION,
+            "database": alias,
+            "installed": installed,
+            "history": [history_json(record) for record in records],
+            "next_release": outcome_json(outcome, dry_run=True),
+        }
