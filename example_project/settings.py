@@ -146,9 +146,14 @@ if IS_HEROKU_APP:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
 
+# Heroku collects what processes print. The release commands print their own summary, so the
+# `release` logger's INFO records (the same events, for log drains that want them) stay out of
+# the console here; its warnings and errors show, marked as log lines.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {"plain": {"format": "{levelname} {name}: {message}", "style": "{"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": "INFO"},
+    "loggers": {"release": {"level": "WARNING"}},
 }

@@ -6,9 +6,10 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 
 from release.apply import preview_release
-from release.exceptions import ReleaseError, one_line
+from release.exceptions import ReleaseError
 from release.models import Logout
 from release.report import plan_lines
+from release.text import one_line
 
 
 def next_release_lines() -> list[str]:

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from release.exceptions import ReleaseError, one_line
+from release.exceptions import ReleaseError
 from release.heroku import dyno_metadata
 from release.locking import has_session_lock, hold_release_lock, release_lock
 from release.markers import InvalidMarker, Markers, current_markers, digest_of, storable
@@ -24,6 +24,7 @@ from release.models import AppliedMarker, Logout, ReleaseEpoch
 from release.plan import Action, Plan, history_alias, is_installed, make_plan
 from release.stores import Cleared, SessionStoreClearer, store_for_engine
 from release.tables import Progress
+from release.text import one_line
 
 
 @dataclass

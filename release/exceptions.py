@@ -7,8 +7,3 @@ class ReleaseError(Exception):
 
 class UnsupportedEngine(ReleaseError):
     """The configured session engine's sessions cannot be removed by this version."""
-
-
-def one_line(error: BaseException) -> str:
-    """An exception's message with its line breaks folded, for a one-line error."""
-    return " ".join(str(error).split())

@@ -12,6 +12,7 @@ from release.apply import Outcome
 from release.markers import describe
 from release.models import Logout
 from release.plan import Action, MarkerState, Plan
+from release.text import counted
 
 logger = logging.getLogger("release")
 
@@ -42,12 +43,16 @@ def outcome_lines(outcome: Outcome, *, dry_run: bool = False) -> Iterator[str]:
             yield f"  {note}"
     if dry_run:
         if outcome.plan.logs_out:
-            count = "an unknown number of" if outcome.removed is None else f"{outcome.removed:,}"
-            yield f"Dry run: would remove {count} sessions. Nothing was changed."
+            count = (
+                "an unknown number of sessions"
+                if outcome.removed is None
+                else counted(outcome.removed, "session")
+            )
+            yield f"Dry run: would remove {count}. Nothing was changed."
         else:
             yield "Dry run: nothing was changed."
         return
-    removed = "" if outcome.removed is None else f"removed {outcome.removed:,} sessions, "
+    removed = "" if outcome.removed is None else f"removed {counted(outcome.removed, 'session')}, "
     if outcome.record is None:
         done = "nothing recorded"
     else:
@@ -157,7 +162,7 @@ class ProgressReport:
             return
         self.last = now
         rate = removed / max(now - self.started, 1e-9)
-        line = f"Progress: removed {removed:,} sessions so far, {rate:,.0f} a second"
+        line = f"Progress: removed {counted(removed, 'session')} so far, {rate:,.0f} a second"
         if total and rate > 0 and total > removed:
             line += f", about {(total - removed) / rate:,.0f} s left"
         self.write(line + ".")

@@ -24,9 +24,10 @@ from django.db import DatabaseError, router
 from django.db.models import Model
 
 from release import cache_keys, tables
-from release.exceptions import ReleaseError, UnsupportedEngine, one_line
+from release.exceptions import ReleaseError, UnsupportedEngine
 from release.middleware import GUARD_MIDDLEWARE
 from release.tables import Progress
+from release.text import counted, one_line
 
 GUARD_NOTE = "the session guard refuses them at their next request"
 
@@ -198,11 +199,15 @@ class CachedDatabaseSessions(DatabaseSessions):
             )
             asked = cache_keys.delete_keys(self.copies.cache, keys)
             cleared = super().clear(progress)
-            cleared.notes.append(f"Asked the cache to delete the {asked:,} cached copies.")
+            cleared.notes.append(
+                f"Asked the cache to delete {counted(asked, 'cached copy', 'cached copies')}."
+            )
             return cleared
         cleared = super().clear(progress)
         copies = self.copies.clear()
-        cleared.notes.append(f"Removed {copies.removed:,} cached copies.")
+        cleared.notes.append(
+            f"Removed {counted(copies.removed or 0, 'cached copy', 'cached copies')}."
+        )
         return cleared
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from django.db import DatabaseError, connections, transaction
 from django.db.models import Model
 
-from release.exceptions import one_line
+from release.text import counted, one_line
 
 BATCH_ROWS = 5_000
 LOCK_TIMEOUT_MS = 50
@@ -68,7 +68,7 @@ def remove_all(alias: str, model: type[Model], progress: Progress) -> Removal:
     problem = _truncate(alias, table)
     if problem is None:
         progress(total, total)
-        return Removal(total, [f"Emptied the table with TRUNCATE ({total:,} rows)."])
+        return Removal(total, [f"Emptied the table with TRUNCATE ({counted(total, 'row')})."])
     removal = _delete_in_batches(alias, model, lambda removed: progress(removed, total))
     removal.notes.insert(0, f"{problem}, so rows were deleted in batches of {BATCH_ROWS:,}.")
     return removal
@@ -171,8 +171,9 @@ def remove_remaining(alias: str, model: type[Model], *, skip_locked: bool) -> Re
             left = model._base_manager.using(alias).count()
             notes = (
                 [
-                    f"{left:,} sessions were locked by other transactions and were left; the "
-                    "session guard refuses them at their next request."
+                    f"{counted(left, 'session')} locked by other transactions "
+                    f"{'was' if left == 1 else 'were'} left; the session guard refuses "
+                    f"{'it' if left == 1 else 'them'} at the next request."
                 ]
                 if left
                 else []

@@ -8,9 +8,10 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
 from release.apply import force_logout
-from release.exceptions import ReleaseError, one_line
+from release.exceptions import ReleaseError
 from release.report import ProgressReport, log_outcome, outcome_json, outcome_lines
 from release.termination import stopping_on_sigterm
+from release.text import one_line
 
 
 class Command(BaseCommand):

@@ -11,7 +11,7 @@ from django.db import DatabaseError, connections
 
 from release.apply import apply_release, preview_release
 from release.conf import FAIL_OPEN_SETTING, fail_open
-from release.exceptions import ReleaseError, one_line
+from release.exceptions import ReleaseError
 from release.plan import history_alias
 from release.report import (
     JSON_VERSION,
@@ -22,6 +22,7 @@ from release.report import (
     outcome_lines,
 )
 from release.termination import Terminated, stopping_on_sigterm
+from release.text import one_line
 
 RETRY = "Fix the cause, then deploy again or run `heroku releases:retry`."
 # Seconds libpq waits for a PostgreSQL connection, unless the environment says otherwise: a
