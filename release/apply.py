@@ -131,9 +131,10 @@ def _locked(
     alias = history_alias()
     metadata = dyno_metadata()
     triggered_by = f"{holder} {metadata.dyno}".strip()
-    started = time.monotonic()
     early = has_session_lock(alias)
     with release_lock(alias):
+        # Timed from here: waiting for another command is not part of this one's work.
+        started = time.monotonic()
         if early:
             outcome, store = _decide_and_clear(alias, decide, progress, None)
         with ExitStack() as stack:

@@ -49,15 +49,22 @@ def release_lock(alias: str, wait: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
                 cursor.execute("RESET lock_timeout")
             unlock: tuple[str, int | str] = "SELECT pg_advisory_unlock(%s)", PG_LOCK_KEY
         else:
-            cursor.execute("SELECT GET_LOCK(%s, %s)", [LOCK_NAME, wait])
+            name = mysql_lock_name(alias)
+            cursor.execute("SELECT GET_LOCK(%s, %s)", [name, wait])
             if cursor.fetchone() != (1,):
                 raise _busy(alias, wait)
-            unlock = "SELECT RELEASE_LOCK(%s)", LOCK_NAME
+            unlock = "SELECT RELEASE_LOCK(%s)", name
     try:
         yield
     finally:
         with connections[alias].cursor() as cursor:
             cursor.execute(unlock[0], [unlock[1]])
+
+
+def mysql_lock_name(alias: str) -> str:
+    """GET_LOCK names are server-wide: the lock of one database, at most 64 characters."""
+    database = str(connections[alias].settings_dict["NAME"])
+    return f"{LOCK_NAME}:{hashlib.sha256(database.encode()).hexdigest()[:32]}"
 
 
 def _busy(alias: str, wait: float) -> ReleaseError:

@@ -27,7 +27,14 @@ from release.text import counted, one_line
 
 BATCH_ROWS = 5_000
 LOCK_TIMEOUT_MS = 50
-TRUNCATE_ATTEMPTS = 10
+# Attempts at TRUNCATE, a short random pause apart: live requests hold the table only for the
+# moment of a statement, so one of the first few attempts finds it free; a long transaction
+# keeps it busy through all of them (about 4 s), and the rows go in batches instead.
+TRUNCATE_ATTEMPTS = 40
+TRUNCATE_PAUSE_S = (0.02, 0.08)
+# Above this many rows (by PostgreSQL's own estimate) the summary reports the estimate instead
+# of counting: an exact count of millions of rows costs more than the TRUNCATE.
+EXACT_COUNT_UP_TO = 200_000
 # A remaining row another transaction holds is waited for at most this long per attempt.
 ROW_LOCK_TIMEOUT_S = 1
 ROW_LOCK_ATTEMPTS = 5
@@ -64,20 +71,37 @@ def remove_all(alias: str, model: type[Model], progress: Progress) -> Removal:
         with connection.cursor() as cursor:
             cursor.execute(f"DELETE FROM {table}")
             return Removal(max(cursor.rowcount, 0))
-    total = model._base_manager.using(alias).count()
+    total, estimated = _row_count(alias, model)
     problem = _truncate(alias, table)
     if problem is None:
         progress(total, total)
-        return Removal(total, [f"Emptied the table with TRUNCATE ({counted(total, 'row')})."])
+        rows = counted(total, "row")
+        how_many = f"about {rows}, PostgreSQL's estimate" if estimated else rows
+        return Removal(total, [f"Emptied the table with TRUNCATE ({how_many})."])
     removal = _delete_in_batches(alias, model, lambda removed: progress(removed, total))
     removal.notes.insert(0, f"{problem}, so rows were deleted in batches of {BATCH_ROWS:,}.")
     return removal
 
 
+def _row_count(alias: str, model: type[Model]) -> tuple[int, bool]:
+    """How many rows the table has, and whether that is an estimate."""
+    connection = connections[alias]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)",
+                [connection.ops.quote_name(model._meta.db_table)],
+            )
+            row = cursor.fetchone()
+        if row is not None and row[0] > EXACT_COUNT_UP_TO:
+            return int(row[0]), True
+    return model._base_manager.using(alias).count(), False
+
+
 def _truncate(alias: str, table: str) -> str | None:
     """TRUNCATE the table; None when done, else why it could not be."""
     connection = connections[alias]
-    for attempt in range(TRUNCATE_ATTEMPTS):
+    for _ in range(TRUNCATE_ATTEMPTS):
         try:
             with transaction.atomic(using=alias), connection.cursor() as cursor:
                 if connection.vendor == "postgresql":
@@ -89,7 +113,7 @@ def _truncate(alias: str, table: str) -> str | None:
         except DatabaseError as error:
             if not _is_lock_timeout(error):
                 return f"TRUNCATE was refused ({one_line(error)})"
-        time.sleep(min(0.05 * 2**attempt, 1.0) * random.uniform(0.5, 1.0))
+        time.sleep(random.uniform(*TRUNCATE_PAUSE_S))
     return (
         f"Other transactions kept the table busy through {TRUNCATE_ATTEMPTS} attempts "
         "to TRUNCATE it"

@@ -130,7 +130,7 @@ def holding_the_release_lock(observer: BaseDatabaseWrapper) -> Iterator[None]:
         if observer.vendor == "postgresql":
             cursor.execute("SELECT pg_advisory_lock(%s)", [locking.PG_LOCK_KEY])
         else:
-            cursor.execute("SELECT GET_LOCK(%s, 0)", [locking.LOCK_NAME])
+            cursor.execute("SELECT GET_LOCK(%s, 0)", [locking.mysql_lock_name("default")])
     try:
         yield
     finally:
@@ -138,7 +138,7 @@ def holding_the_release_lock(observer: BaseDatabaseWrapper) -> Iterator[None]:
             if observer.vendor == "postgresql":
                 cursor.execute("SELECT pg_advisory_unlock(%s)", [locking.PG_LOCK_KEY])
             else:
-                cursor.execute("SELECT RELEASE_LOCK(%s)", [locking.LOCK_NAME])
+                cursor.execute("SELECT RELEASE_LOCK(%s)", [locking.mysql_lock_name("default")])
 
 
 def start_all_at_once(

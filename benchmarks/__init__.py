@@ -1,0 +1,6 @@
+"""The benchmark suite: how fast a release logs everyone out, and what it costs the live site.
+
+Run it with `python -m benchmarks` (see `--help` and the README's "Performance" section). It
+uses its own databases (`release_bench` on PostgreSQL and MariaDB) and Redis database 14, and
+writes `benchmarks/results/<timestamp>/` (results.json, results.md, clear-time.png).
+"""

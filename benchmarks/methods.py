@@ -1,0 +1,270 @@
+"""The ways of removing every session that are compared, and one measurement of one of them.
+
+- `ours`: `python manage.py release --skip-migrate` with a new FORCE_LOGOUT_ON_DEPLOY value, on
+  a database where the release app is installed: the release phase as Heroku runs it.
+- `delete`: `Session.objects.all().delete()`, what people type in a shell.
+- `per_object`: `for s in Session.objects.all(): s.delete()`, timed on a sample and extrapolated.
+- `delete_pattern`: django-redis `cache.delete_pattern("django.contrib.sessions.cache*")`.
+
+Each runs as its own process beside the live process (`live.py`). Its clear time is the
+command's own account, which leaves out starting Python and Django (on a busy machine that
+varies by tenths of a second): the release's history row (`duration_seconds`, from before it
+takes the release lock to the end of the clear), the timer around the ORM or django-redis call,
+and for the per-object loop its time per row on the sample times N. The end-to-end time, wall
+time less the least wall time of the same command with nothing to do, is reported beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks import databases, fill, proc
+from benchmarks.config import (
+    PYTHON,
+    REDIS_URL,
+    RELEASE_TIMEOUT,
+    SESSION_CACHE_ENGINE,
+    Options,
+    child_env,
+)
+from benchmarks.live import LiveSite
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    label: str
+    extrapolated: bool = False
+
+
+OURS = Method("ours", "release (ours)")
+DELETE = Method("delete", "Session.objects.all().delete()")
+PER_OBJECT = Method("per_object", "per-object loop (extrapolated)", extrapolated=True)
+DELETE_PATTERN = Method("delete_pattern", "django-redis delete_pattern")
+
+METHODS = {
+    "postgresql": [OURS, DELETE, PER_OBJECT],
+    "mariadb": [OURS, DELETE, PER_OBJECT],
+    "redis": [OURS, DELETE_PATTERN],
+}
+# What `ours` is held against, per backend.
+REFERENCE = {"postgresql": DELETE, "mariadb": DELETE, "redis": DELETE_PATTERN}
+
+
+@dataclass
+class Backend:
+    """One backend prepared for measuring: where its sessions and its release history live."""
+
+    name: str
+    database_url: str  # DATABASE_URL: the sessions (db engine) and the release history
+    history: str  # the database backend of the history: postgresql, mariadb or sqlite
+    workdir: Path
+    marker: str = ""  # the FORCE_LOGOUT_ON_DEPLOY value applied last
+    startup: dict[str, float] = field(default_factory=dict)  # per method, nothing-to-do wall
+
+    @property
+    def engine_env(self) -> dict[str, str]:
+        if self.name == "redis":
+            return {"DJANGO_SESSION_ENGINE": SESSION_CACHE_ENGINE, "REDIS_URL": REDIS_URL}
+        return {}
+
+    def release_env(self, marker: str) -> dict[str, str]:
+        """The release command as on Heroku: the example project's settings."""
+        return child_env(
+            DATABASE_URL=self.database_url, FORCE_LOGOUT_ON_DEPLOY=marker, **self.engine_env
+        )
+
+    def bench_env(self, **extra: str) -> dict[str, str]:
+        """The suite's other processes: benchmarks.settings on the same stores."""
+        return child_env(
+            DATABASE_URL=self.database_url,
+            DJANGO_SETTINGS_MODULE="benchmarks.settings",
+            **self.engine_env,
+            **extra,
+        )
+
+
+_markers = 0
+
+
+def new_marker() -> str:
+    global _markers
+    _markers += 1
+    return f"bench-{time.strftime('%Y%m%dT%H%M%S')}-{_markers}"
+
+
+def manage(*args: str) -> list[str]:
+    return [PYTHON, "manage.py", *args]
+
+
+def runner(*args: str) -> list[str]:
+    return [PYTHON, "-m", "benchmarks.runner", *args]
+
+
+def comparison_timeout(n: int) -> float:
+    return 300 + n * 1e-4
+
+
+def argv_env(
+    method: Method, backend: Backend, options: Options, *, noop: bool = False
+) -> tuple[list[str], dict[str, str], float]:
+    """The command of `method`, its environment and its timeout (0: `comparison_timeout`);
+    with `noop`, the same command with nothing to do."""
+    if method is OURS:
+        marker = backend.marker if noop else new_marker()
+        return manage("release", "--skip-migrate"), backend.release_env(marker), RELEASE_TIMEOUT
+    if noop:
+        extra = {"BENCH_CACHE": "django_redis"} if method is DELETE_PATTERN else {}
+        return runner("noop"), backend.bench_env(**extra), 120.0
+    if method is DELETE:
+        return runner("delete"), backend.bench_env(), 0.0
+    if method is PER_OBJECT:
+        return runner("per-object", str(options.per_object_sample)), backend.bench_env(), 600.0
+    return runner("delete-pattern"), backend.bench_env(BENCH_CACHE="django_redis"), 0.0
+
+
+def measure_startup(backend: Backend, options: Options, repeats: int = 3) -> None:
+    """The wall time of each method's command when it has nothing to remove: the part of
+    every measurement that is starting Python and Django, connecting and exiting (the least
+    of `repeats` runs)."""
+    for method in METHODS[backend.name]:
+        if method.extrapolated:
+            continue
+        walls = []
+        for _ in range(repeats):
+            argv, env, timeout = argv_env(method, backend, options, noop=True)
+            if method is OURS:
+                databases.wait_for_release_lock(backend.history)
+            result = proc.run(argv, env, timeout)
+            if not result.ok:
+                raise RuntimeError(f"{method.label} with nothing to do: {result.failure()}")
+            walls.append(result.seconds)
+        # The least: the noise of a busy machine only ever adds to it.
+        backend.startup[method.name] = min(walls)
+
+
+@dataclass
+class Measurement:
+    backend: str
+    n: int
+    method: str
+    label: str
+    status: str  # ok, timeout or error
+    # The command's own account of its work, without starting Python and Django: the release's
+    # history (`duration_seconds`), the others' timer around the call; the per-object loop's
+    # time per row on its sample times N.
+    clear_seconds: float | None
+    end_to_end_seconds: float | None  # its wall time less its wall time with nothing to do
+    wall_seconds: float
+    startup_seconds: float | None
+    peak_rss_mb: float
+    removed: int | None
+    fill_seconds: float
+    extrapolated: bool
+    sample: int | None
+    live: dict[str, Any]
+    remaining: int | None = None  # sessions of the fill left after the clear
+    others_kept: int | None = None  # Redis: unrelated keys still there
+    others: int | None = None
+    lock_wait_seconds: float = 0.0  # waiting beforehand for another database's release lock
+    output: str = ""  # the end of what the command printed
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _history_row(backend: Backend) -> tuple[float | None, int | None]:
+    """The newest history row: how long the release says its logout took, and how many."""
+    sql = "SELECT duration_seconds, sessions_removed FROM release_logout ORDER BY id DESC LIMIT 1"
+    if backend.history == "sqlite":
+        with sqlite3.connect(backend.database_url.removeprefix("sqlite:///")) as connection:
+            row = connection.execute(sql).fetchone()
+    else:
+        with (
+            databases.postgres() if backend.history == "postgresql" else databases.mariadb()
+        ) as connection:
+            cursor = connection.cursor()
+            cursor.execute(sql)
+            row = cursor.fetchone()
+    if not row:
+        return None, None
+    return (None if row[0] is None else float(row[0])), (None if row[1] is None else int(row[1]))
+
+
+def _own_account(
+    method: Method, backend: Backend, result: proc.Command
+) -> tuple[float | None, int | None]:
+    if method is OURS:
+        return _history_row(backend)
+    lines = result.stdout.strip().splitlines()
+    if not lines:
+        return None, None
+    data = json.loads(lines[-1])
+    return float(data["seconds"]), int(data["count"])
+
+
+def measure(method: Method, backend: Backend, n: int, options: Options) -> Measurement:
+    """Fill the store with `n` sessions, then run `method` beside the live process."""
+    others = options.redis_others if backend.name == "redis" else 0
+    fill_seconds = fill.fill(backend.name, n, others)
+    argv, env, timeout = argv_env(method, backend, options)
+    if not timeout:
+        timeout = comparison_timeout(n)
+    if method is OURS:
+        backend.marker = env["FORCE_LOGOUT_ON_DEPLOY"]
+    with LiveSite(
+        backend.bench_env(), n, backend.workdir, timeout + 120, options.live_interval
+    ) as live:
+        time.sleep(options.settle)
+        lock_wait = databases.wait_for_release_lock(backend.history) if method is OURS else 0.0
+        result = proc.run(argv, env, timeout)
+        time.sleep(options.settle)
+    window = live.window(result.started, result.ended)
+    own, removed = (None, None) if not result.ok else _own_account(method, backend, result)
+    startup = None if method.extrapolated else backend.startup.get(method.name)
+    clear = end_to_end = None
+    if result.ok and method.extrapolated:
+        clear = (own or 0.0) / max(removed or 1, 1) * n
+    elif result.ok:
+        clear = own
+        end_to_end = max(result.seconds - (startup or 0.0), 0.0)
+    measurement = Measurement(
+        backend=backend.name,
+        n=n,
+        method=method.name,
+        label=method.label,
+        status="ok" if result.ok else "timeout" if result.timed_out else "error",
+        clear_seconds=clear,
+        end_to_end_seconds=end_to_end,
+        wall_seconds=result.seconds,
+        startup_seconds=startup,
+        peak_rss_mb=result.peak_rss_mb,
+        removed=removed,
+        fill_seconds=fill_seconds,
+        extrapolated=method.extrapolated,
+        sample=options.per_object_sample if method.extrapolated else None,
+        live=window.as_dict(),
+        lock_wait_seconds=lock_wait,
+        output=(result.stdout + result.stderr)[-3000:],
+        error=None if result.ok else result.failure(),
+    )
+    _check_after(measurement, backend, n, window.created, others)
+    return measurement
+
+
+def _check_after(m: Measurement, backend: Backend, n: int, created: int, others: int) -> None:
+    """How many of the filled sessions are left (the live process may have made `created`
+    new ones meanwhile, which a clear that ran first leaves), and Redis's other keys."""
+    if backend.name == "redis":
+        left = databases.count_keys(fill.session_pattern())
+        m.others = others
+        m.others_kept = databases.count_keys(fill.OTHER_PATTERN)
+    else:
+        left = databases.count_sessions(backend.name)
+    m.remaining = max(left - created, 0)

@@ -1,0 +1,292 @@
+"""What a run writes: results.json, results.md (markdown tables) and clear-time.png."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks import databases
+from benchmarks.methods import METHODS, REFERENCE, Measurement
+from benchmarks.noop import Noop
+from benchmarks.targets import NAMES, Check
+from benchmarks.throughput import Throughput
+
+
+@dataclass
+class Results:
+    started: str
+    command: str
+    machine: dict[str, Any]
+    options: dict[str, Any]
+    skipped: dict[str, str] = field(default_factory=dict)
+    measurements: list[Measurement] = field(default_factory=list)
+    noops: list[Noop] = field(default_factory=list)
+    http: Throughput | None = None
+    checks: list[Check] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "started": self.started,
+            "command": self.command,
+            "seconds": self.seconds,
+            "machine": self.machine,
+            "options": self.options,
+            "skipped": self.skipped,
+            "measurements": [m.as_dict() for m in self.measurements],
+            "noop": [n.as_dict() for n in self.noops],
+            "http": self.http.as_dict() if self.http else None,
+            "targets": [c.as_dict() for c in self.checks],
+            "errors": self.errors,
+        }
+
+
+def _first_match(path: str, pattern: str) -> str | None:
+    try:
+        found = re.search(pattern, Path(path).read_text(), re.MULTILINE)
+    except OSError:
+        return None
+    return found.group(1).strip() if found else None
+
+
+def machine(backends: Iterable[str]) -> dict[str, Any]:
+    import django
+
+    memory_kb = _first_match("/proc/meminfo", r"^MemTotal:\s+(\d+)")
+    try:
+        wrk = subprocess.run(
+            ["wrk", "--version"], capture_output=True, text=True, timeout=10, check=False
+        )
+        wrk_version = (wrk.stdout or wrk.stderr).splitlines()[0].strip()
+    except (OSError, IndexError, subprocess.SubprocessError):
+        wrk_version = None
+    return {
+        "cores": os.cpu_count(),
+        "cpu": _first_match("/proc/cpuinfo", r"^model name\s*:\s*(.+)$"),
+        "memory_gb": round(int(memory_kb) / 1024 / 1024, 1) if memory_kb else None,
+        "os": _first_match("/etc/os-release", r'^PRETTY_NAME="?([^"\n]+)"?'),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "django": django.get_version(),
+        "servers": {backend: databases.version(backend) for backend in backends},
+        "wrk": wrk_version,
+    }
+
+
+def machine_line(results: Results) -> str:
+    m = results.machine
+    servers = ", ".join(m["servers"].values())
+    return (
+        f"{m['cores']} cores ({m['cpu']}), {m['memory_gb']} GB, {m['os']}; Python {m['python']}, "
+        f"Django {m['django']}; {servers}"
+    )
+
+
+def number(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _clear_cell(m: Measurement) -> str:
+    if m.status == "timeout":
+        return f"> {m.wall_seconds:,.0f} (timeout)"
+    if m.status == "error":
+        return "error"
+    text = number(m.clear_seconds)
+    return f"~{text}" if m.extrapolated else text
+
+
+def clear_table(results: Results) -> list[str]:
+    lines = [
+        "| store | N | method | clear (s) | x reference | end to end (s) | wall (s) "
+        "| peak RSS (MB) | live ops | p99 wait (ms) | worst wait (ms) | notes |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for m in results.measurements:
+        reference = next(
+            (
+                r
+                for r in results.measurements
+                if r.backend == m.backend and r.n == m.n and r.method == REFERENCE[m.backend].name
+            ),
+            None,
+        )
+        ratio = (
+            m.clear_seconds / reference.clear_seconds
+            if reference and reference.clear_seconds and m.clear_seconds is not None
+            else None
+        )
+        notes = []
+        if m.extrapolated:
+            notes.append(f"{m.sample:,} rows timed")
+        if m.live.get("errors"):
+            notes.append(f"failed live ops: {m.live['errors']}")
+        if m.live.get("interrupted"):
+            notes.append(f"interrupted saves: {m.live['interrupted']}")
+        if m.remaining and not m.extrapolated:
+            notes.append(f"{m.remaining:,} sessions left")
+        if m.others is not None:
+            notes.append(f"{m.others_kept:,}/{m.others:,} other keys kept")
+        if m.lock_wait_seconds >= 0.1:
+            notes.append(f"waited {m.lock_wait_seconds:.1f} s first for a test run's release lock")
+        if m.error:
+            notes.append(m.error.replace("|", "/")[:120])
+        lines.append(
+            f"| {NAMES[m.backend]} | {m.n:,} | {m.label} | {_clear_cell(m)} | "
+            f"{number(ratio)} | {number(m.end_to_end_seconds)} | "
+            f"{number(m.wall_seconds)} | "
+            f"{'-' if m.extrapolated else number(m.peak_rss_mb, 0)} | {m.live.get('ops', 0)} | "
+            f"{number(m.live.get('p99_ms'), 1)} | {number(m.live.get('worst_ms'), 1)} | "
+            f"{'; '.join(notes)} |"
+        )
+    return lines
+
+
+def noop_table(results: Results) -> list[str]:
+    lines = [
+        "| database | release, nothing to do (s) | `migrate` alone (s) | ratio "
+        "| fastest runs (s) | their ratio | runs of each |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for n in results.noops:
+        ratio = "error" if n.error else number(n.ratio, 3)
+        fastest = (
+            f"{min(n.release_seconds):.3f} vs {min(n.migrate_seconds):.3f}"
+            if n.release_seconds and n.migrate_seconds
+            else "-"
+        )
+        lines.append(
+            f"| {NAMES[n.backend]} | {number(n.release_median, 3)} | "
+            f"{number(n.migrate_median, 3)} | {ratio} | {fastest} | "
+            f"{number(n.ratio_of_least, 3)} | {n.repeats} |"
+        )
+    return lines
+
+
+def http_table(http: Throughput) -> list[str]:
+    lines = [
+        "| page | with the tool (req/s) | without (req/s) | ratio | failed requests |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for page, words in (("anonymous", "`/` anonymous"), ("signed_in", "`/` signed in")):
+        failed = sum(http.errors.get(v, {}).get(page, 0) for v in http.errors)
+        lines.append(
+            f"| {words} | {number(http.median('release', page), 0)} | "
+            f"{number(http.median('django', page), 0)} | {number(http.ratio(page), 3)} | "
+            f"{failed} |"
+        )
+    return lines
+
+
+def markdown(results: Results) -> str:
+    lines = [
+        "# Release logout benchmark",
+        "",
+        f"{results.started}, {machine_line(results)}.",
+        "",
+        f"Command: `{results.command}` ({results.seconds / 60:.1f} min).",
+        "",
+        "### Targets",
+        "",
+        "| target | measured | result |",
+        "|---|---|---|",
+        *(f"| {c.target} | {c.measured.replace('|', '/')} | {c.status} |" for c in results.checks),
+        "",
+        "### Clearing every session",
+        "",
+        "*clear*: the command's own account of its work, without starting Python and Django: "
+        "the release's history (`duration_seconds`: from before it takes the release lock to "
+        "the end of the clear), the timer around `delete()` or `delete_pattern()`; for the "
+        "per-object loop, its time per row on a sample times N. *x reference*: against "
+        "`Session.objects.all().delete()` (databases) or django-redis `delete_pattern` (Redis). "
+        "*End to end*: the command's wall time less the least wall time of the same command "
+        "with nothing to remove. *Waits*: a second process reading and saving random sessions "
+        "through Django's SessionStore, the operations that overlapped the command.",
+        "",
+        *clear_table(results),
+        "",
+        "### A release with nothing to do",
+        "",
+        "Wall time of `manage.py release` when no marker changed against `manage.py migrate` "
+        "alone, alternating; the target is on the medians.",
+        "",
+        *noop_table(results),
+    ]
+    http = results.http
+    if http and not http.skipped and not http.error:
+        lines += [
+            "",
+            f"### Requests per second (gunicorn, {http.workers} sync workers; wrk, "
+            f"{http.connections} connections, {http.rounds} runs of {http.seconds:g} s each, "
+            "alternating; ratio: median of the runs' ratios)",
+            "",
+            *http_table(http),
+        ]
+    elif http:
+        lines += ["", f"Requests per second: {http.skipped or http.error}."]
+    if results.skipped:
+        lines += ["", "Skipped: " + "; ".join(f"{b}: {r}" for b, r in results.skipped.items())]
+    if results.errors:
+        lines += ["", "Errors of the suite:", *(f"- {e}" for e in results.errors)]
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: Results, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(11, 5.5))
+    colours = {"postgresql": "tab:blue", "mariadb": "tab:orange", "redis": "tab:red"}
+    styles = {"ours": "-", "delete": "--", "per_object": ":", "delete_pattern": "--"}
+    markers = {"ours": "o", "delete": "s", "per_object": "^", "delete_pattern": "s"}
+    for backend, methods in METHODS.items():
+        for method in methods:
+            points = sorted(
+                (m.n, m.clear_seconds)
+                for m in results.measurements
+                if m.backend == backend and m.method == method.name and m.clear_seconds
+            )
+            if not points:
+                continue
+            axes.plot(
+                [n for n, _ in points],
+                [s for _, s in points],
+                styles[method.name],
+                marker=markers[method.name],
+                color=colours[backend],
+                label=f"{NAMES[backend]}: {method.label}",
+            )
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.set_xlabel("sessions (N)")
+    axes.set_ylabel("time to clear (s)")
+    axes.set_title("Clearing every session")
+    axes.grid(True, which="both", alpha=0.3)
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.02, 0.5))
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def write(results: Results, directory: Path) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = [directory / "results.json", directory / "results.md", directory / "clear-time.png"]
+    paths[0].write_text(json.dumps(results.as_dict(), indent=2, default=str) + "\n")
+    paths[1].write_text(markdown(results))
+    try:
+        plot(results, paths[2])
+    except ImportError as error:
+        results.errors.append(f"no plot: {error} (pip install -r benchmarks/requirements.txt)")
+        paths[1].write_text(markdown(results))
+        paths.pop()
+    return paths

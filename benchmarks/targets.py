@@ -1,0 +1,243 @@
+"""The issue's targets, checked against one run: PASS, FAIL, or N/A where it did not measure.
+
+A failed target is a result, not an error of the suite."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from benchmarks.config import (
+    BIG_RUN_MAX_SECONDS,
+    HTTP_MIN_RATIO,
+    MARIADB_MAX_RATIO,
+    MAX_WAIT_MS,
+    MEMORY_GROWTH,
+    NOOP_MAX_RATIO,
+    POSTGRES_MAX_RATIO,
+    REDIS_MAX_RATIO,
+    REDIS_MAX_RSS_MB,
+)
+from benchmarks.methods import REFERENCE, Measurement
+from benchmarks.noop import Noop
+from benchmarks.throughput import Throughput
+
+NAMES = {"postgresql": "PostgreSQL", "mariadb": "MariaDB", "redis": "Redis"}
+TARGET_N = 1_000_000
+BIG_N = 10_000_000
+
+
+@dataclass
+class Check:
+    target: str
+    measured: str
+    status: str  # PASS, FAIL or N/A
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.1f} ms"
+
+
+class Checker:
+    def __init__(
+        self, measurements: list[Measurement], noops: list[Noop], http: Throughput | None
+    ) -> None:
+        self.measurements = measurements
+        self.noops = noops
+        self.http = http
+        self.checks: list[Check] = []
+
+    def find(self, backend: str, n: int, method: str) -> Measurement | None:
+        return next(
+            (
+                m
+                for m in self.measurements
+                if m.backend == backend and m.n == n and m.method == method
+            ),
+            None,
+        )
+
+    def sizes(self, backend: str) -> list[int]:
+        return sorted({m.n for m in self.measurements if m.backend == backend})
+
+    def size_for(self, backend: str) -> int | None:
+        """N = 1,000,000 where measured, else the largest N measured (a smoke run)."""
+        sizes = self.sizes(backend)
+        if TARGET_N in sizes:
+            return TARGET_N
+        return max((n for n in sizes if n < BIG_N), default=None)
+
+    def add(self, target: str, measured: str, status: str) -> None:
+        self.checks.append(Check(target, measured, status))
+
+    def ours_failed(self, target: str, ours: Measurement | None) -> bool:
+        """FAIL the target when our release did not run to the end or left sessions."""
+        if ours is None:
+            return False
+        if ours.status != "ok":
+            self.add(target, f"release {ours.status}: {ours.error}", "FAIL")
+            return True
+        if ours.remaining:
+            self.add(target, f"release left {ours.remaining:,} of the sessions", "FAIL")
+            return True
+        return False
+
+    def clear_ratio(self, backend: str, limit: float) -> None:
+        n = self.size_for(backend)
+        name = NAMES[backend]
+        reference = REFERENCE[backend]
+        target = f"{name}, {n or TARGET_N:,} sessions: clear ≤ {limit:g} x {reference.label}"
+        if n is None:
+            self.add(target, "not measured", "N/A")
+            return
+        ours, other = self.find(backend, n, "ours"), self.find(backend, n, reference.name)
+        if self.ours_failed(target, ours):
+            return
+        if ours is None or other is None or other.clear_seconds is None:
+            self.add(target, "not measured", "N/A")
+            return
+        assert ours.clear_seconds is not None
+        ratio = ours.clear_seconds / other.clear_seconds if other.clear_seconds else None
+        measured = f"{ours.clear_seconds:.2f} s vs {other.clear_seconds:.2f} s" + (
+            f" = {ratio:.2f}x" if ratio is not None else ""
+        )
+        if ours.end_to_end_seconds is not None and other.end_to_end_seconds:
+            whole = ours.end_to_end_seconds / other.end_to_end_seconds
+            measured += (
+                f" (end to end {ours.end_to_end_seconds:.2f} s vs "
+                f"{other.end_to_end_seconds:.2f} s = {whole:.2f}x)"
+            )
+        self.add(target, measured, verdict(ratio is not None and ratio <= limit))
+
+    def waits(self, backend: str, n: int | None = None, label: str = "") -> None:
+        n = n or self.size_for(backend)
+        target = (
+            f"{NAMES[backend]}, {n or TARGET_N:,} sessions{label}: a concurrent session read "
+            f"or save waits ≤ {MAX_WAIT_MS:g} ms during the release"
+        )
+        ours = None if n is None else self.find(backend, n, "ours")
+        if ours is None or ours.live.get("worst_ms") is None:
+            self.add(target, "not measured", "N/A")
+            return
+        live = ours.live
+        measured = f"worst {ms(live['worst_ms'])}, p99 {ms(live['p99_ms'])}, {live['ops']} ops"
+        if live.get("errors"):
+            measured += f", {live['errors']} failed"
+        ok = live["worst_ms"] <= MAX_WAIT_MS and not live.get("errors")
+        self.add(target, measured, verdict(ok))
+
+    def redis(self) -> None:
+        n = self.size_for("redis")
+        ours = None if n is None else self.find("redis", n, "ours")
+        target = f"Redis, {n or TARGET_N:,} session keys: peak memory < {REDIS_MAX_RSS_MB:g} MB"
+        if ours is None:
+            self.add(target, "not measured", "N/A")
+        else:
+            rss = ours.peak_rss_mb
+            self.add(target, f"{rss:.0f} MB", verdict(rss < REDIS_MAX_RSS_MB))
+        target = f"Redis, {n or TARGET_N:,} session keys: the other keys intact"
+        if ours is None or ours.others is None:
+            self.add(target, "not measured", "N/A")
+        else:
+            kept = f"{ours.others_kept:,} of {ours.others:,} other keys kept"
+            self.add(target, kept, verdict(ours.others_kept == ours.others))
+
+    def big(self, backend: str) -> None:
+        target = (
+            f"{NAMES[backend]}, {BIG_N:,} sessions: release finishes in "
+            f"≤ {BIG_RUN_MAX_SECONDS / 60:.0f} min"
+        )
+        ours = self.find(backend, BIG_N, "ours")
+        if ours is None:
+            self.add(target, f"not run (add {BIG_N} to --sizes)", "N/A")
+            return
+        if self.ours_failed(target, ours):
+            return
+        self.add(
+            target,
+            f"{ours.wall_seconds:,.1f} s",
+            verdict(ours.wall_seconds <= BIG_RUN_MAX_SECONDS),
+        )
+        self.waits(backend, BIG_N)
+
+    def memory(self, backend: str) -> None:
+        sizes = self.sizes(backend)
+        target = (
+            f"{NAMES[backend]}: peak memory of the release does not grow with N "
+            f"(largest N ≤ {MEMORY_GROWTH:g} x smallest)"
+        )
+        small = self.find(backend, sizes[0], "ours") if sizes else None
+        large = self.find(backend, sizes[-1], "ours") if sizes else None
+        if len(sizes) < 2 or small is None or large is None:
+            self.add(target, "needs two sizes", "N/A")
+            return
+        measured = (
+            f"{small.peak_rss_mb:.0f} MB at {small.n:,}, {large.peak_rss_mb:.0f} MB at {large.n:,}"
+        )
+        self.add(target, measured, verdict(large.peak_rss_mb <= MEMORY_GROWTH * small.peak_rss_mb))
+
+    def noop(self, noop: Noop) -> None:
+        target = (
+            f"{NAMES[noop.backend]}: a release with nothing to do ≤ {NOOP_MAX_RATIO:g} x "
+            "`migrate` alone (median wall time)"
+        )
+        if noop.error:
+            self.add(target, f"error: {noop.error}", "FAIL")
+            return
+        ratio = noop.ratio
+        assert ratio is not None
+        assert noop.release_median is not None
+        assert noop.migrate_median is not None
+        measured = f"{noop.release_median:.3f} s vs {noop.migrate_median:.3f} s = {ratio:.3f}x" + (
+            ", and it recorded a logout" if noop.logged_out else ""
+        )
+        self.add(target, measured, verdict(ratio <= NOOP_MAX_RATIO and not noop.logged_out))
+
+    def throughput(self) -> None:
+        for page, words in (("anonymous", "anonymous"), ("signed_in", "signed in")):
+            target = f"Requests/s {words}: with the tool ≥ {HTTP_MIN_RATIO:g} x without"
+            http = self.http
+            if http is None or http.skipped or http.error:
+                reason = "skipped" if http is None else http.skipped or f"error: {http.error}"
+                self.add(target, reason, "FAIL" if http and http.error else "N/A")
+                continue
+            ratio = http.ratio(page)
+            with_tool, without = http.median("release", page), http.median("django", page)
+            measured = f"{with_tool or 0:,.0f} vs {without or 0:,.0f} = {ratio or 0:.3f}x"
+            self.add(target, measured, verdict(ratio is not None and ratio >= HTTP_MIN_RATIO))
+
+    def run(self, backends: list[str]) -> list[Check]:
+        if "postgresql" in backends:
+            self.clear_ratio("postgresql", POSTGRES_MAX_RATIO)
+            self.waits("postgresql")
+        if "mariadb" in backends:
+            self.clear_ratio("mariadb", MARIADB_MAX_RATIO)
+            self.waits("mariadb")
+        if "redis" in backends:
+            self.clear_ratio("redis", REDIS_MAX_RATIO)
+            self.redis()
+        for backend in ("postgresql", "mariadb"):
+            if backend in backends:
+                self.big(backend)
+        for backend in backends:
+            self.memory(backend)
+        for noop in self.noops:
+            self.noop(noop)
+        self.throughput()
+        return self.checks
+
+
+def evaluate(
+    measurements: list[Measurement],
+    noops: list[Noop],
+    http: Throughput | None,
+    backends: list[str],
+) -> list[Check]:
+    return Checker(measurements, noops, http).run(backends)
