@@ -41,6 +41,11 @@ KEY_SEED = "bench"
 
 # Targets of the issue (ratios measured in one run, on one machine).
 MAX_WAIT_MS = 50.0
+# The issue sets 50 ms for PostgreSQL and asks MariaDB only for "bounded waits". MariaDB's
+# TRUNCATE drops and makes again the table's file, holding the table a little longer than
+# PostgreSQL's: the bound here is 100 ms, a pause no user notices, where a plain DELETE stalls
+# saves for seconds.
+MAX_WAIT_MS_BY_BACKEND = {"postgresql": MAX_WAIT_MS, "mariadb": 100.0}
 POSTGRES_MAX_RATIO = 0.25
 MARIADB_MAX_RATIO = 1.0
 REDIS_MAX_RATIO = 0.5
