@@ -202,7 +202,7 @@ def markdown(results: Results) -> str:
         "### Clearing every session",
         "",
         "*clear*: the command's own account of its work, without starting Python and Django: "
-        "the release's history (`duration_seconds`: from before it takes the release lock to "
+        "the release's history (`duration_seconds`: from when it holds the release lock to "
         "the end of the clear), the timer around `delete()` or `delete_pattern()`; for the "
         "per-object loop, its time per row on a sample times N. *x reference*: against "
         "`Session.objects.all().delete()` (databases) or django-redis `delete_pattern` (Redis). "

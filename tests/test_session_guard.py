@@ -261,3 +261,20 @@ def test_markers_never_released_enforce_the_newest_epoch(user: User, settings: S
 @pytest.mark.django_db
 def test_no_release_ever_enforces_nothing() -> None:
     assert process_epoch() == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("engine", ENGINES, indirect=True)
+def test_async_save_stamps_too(engine: str, settings: Settings) -> None:
+    from release.guard import guarded_store_class
+
+    deploy(settings, 1)
+    deploy(settings, 2)
+    forget_process_epoch()
+    store = guarded_store_class(import_module(engine).SessionStore)()
+    store["n"] = 1
+
+    async_to_sync(store.asave)(must_create=True)
+
+    loaded = import_module(engine).SessionStore(store.session_key).load()
+    assert loaded[STAMP] == 1

@@ -17,6 +17,7 @@ from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from release import locking
+from release.exceptions import ReleaseError
 from release.models import Logout
 from tests.conftest import ROOT, child_env, make_sessions, release, run_manage
 
@@ -247,3 +248,22 @@ def test_a_release_racing_a_forced_logout() -> None:
     assert [epoch for epoch, _ in records] == [0, 1, 2]
     assert sum("removed 20 sessions" in out for _, out, _ in results) == 1
     assert Session.objects.count() == 0
+
+
+@needs_session_lock
+@pytest.mark.django_db(transaction=True)
+def test_waiting_too_long_for_the_release_lock_says_so() -> None:
+    observer = connections.create_connection("default")
+    try:
+        with (
+            holding_the_release_lock(observer),
+            pytest.raises(ReleaseError) as excinfo,
+            locking.release_lock("default", wait=0.3),
+        ):
+            pass
+    finally:
+        observer.close()
+
+    assert "has held the release lock on database 'default' for over 0 s" in str(excinfo.value)
+    with locking.release_lock("default", wait=0.3):
+        pass  # free again
