@@ -10,9 +10,9 @@ import pytest
 from jsonschema import Draft7Validator  # type: ignore[import-untyped]  # no types-jsonschema
 
 from tests.conftest import ROOT
+from tests.procfile import procfile
 
 SCHEMA_PATH = ROOT / "tests" / "schemas" / "heroku-app-json.schema.json"
-PROCESS_LINE = re.compile(r"^([A-Za-z0-9_-]+):\s*(.+)$")
 
 
 def load_json(name: str) -> dict[str, Any]:
@@ -29,19 +29,6 @@ def app_json() -> dict[str, Any]:
 def addon_plans(addons: list[str | dict[str, Any]]) -> list[str]:
     """The plan of each add-on, written either as a string or as {"plan": ...}."""
     return [addon if isinstance(addon, str) else addon["plan"] for addon in addons]
-
-
-def procfile() -> dict[str, str]:
-    processes: dict[str, str] = {}
-    for line in (ROOT / "Procfile").read_text(encoding="utf-8").splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        match = PROCESS_LINE.match(line)
-        assert match, f"Not a Procfile process line: {line!r}"
-        name, command = match.groups()
-        assert name not in processes, f"Process type {name!r} declared twice"
-        processes[name] = command.strip()
-    return processes
 
 
 class TestAppJson:

@@ -16,6 +16,7 @@ import yaml
 
 from release.locking import LOCK_WAIT_SECONDS
 from tests.conftest import ROOT
+from tests.procfile import procfile
 
 PLATFORMS = ROOT / "docs" / "platforms"
 RENDER = PLATFORMS / "render" / "render.yaml"
@@ -29,23 +30,9 @@ EB_CONFIG = PLATFORMS / "elastic-beanstalk" / ".ebextensions" / "release.config"
 EB_PROCFILE = PLATFORMS / "elastic-beanstalk" / "Procfile"
 DOCKERFILE = PLATFORMS / "Dockerfile"
 
-PROCESS_LINE = re.compile(r"^([A-Za-z0-9_-]+):\s*(.+)$")
 TEMPLATE = re.compile(r"\{\{\s*(.*?)\s*\}\}")
 DURATION_PART = re.compile(r"(\d+)([hms])")
 EB_VENV = "source /var/app/venv/*/bin/activate && "
-
-
-def procfile(path: Path = ROOT / "Procfile") -> dict[str, str]:
-    processes: dict[str, str] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        match = PROCESS_LINE.match(line)
-        assert match, f"Not a Procfile process line in {path}: {line!r}"
-        name, command = match.groups()
-        assert name not in processes, f"Process type {name!r} declared twice in {path}"
-        processes[name] = command.strip()
-    return processes
 
 
 def argv(command: str | list[str]) -> list[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import sqlite3
 import subprocess
 import sys
@@ -20,21 +19,14 @@ from release import locking
 from release.exceptions import ReleaseError
 from release.models import Logout
 from tests.conftest import ROOT, child_env, make_sessions, release, run_manage
+from tests.procfile import procfile
 
 pytestmark = pytest.mark.subprocess
 
 
-def procfile_command(process_type: str) -> str:
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        match = re.fullmatch(r"([A-Za-z0-9_-]+):\s*(.+)", line.strip())
-        if match and match.group(1) == process_type:
-            return match.group(2)
-    raise AssertionError(f"The Procfile has no {process_type!r} line.")
-
-
 @pytest.mark.django_db(transaction=True)
 def test_procfile_release_line() -> None:
-    command = procfile_command("release")
+    command = procfile()["release"]
     make_sessions(2)
 
     first = subprocess.run(

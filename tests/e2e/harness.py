@@ -40,6 +40,8 @@ from typing import Any, NamedTuple
 import psycopg
 from psycopg import sql
 
+from tests.procfile import procfile
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # What `git push heroku main` sends that the app runs: the rest is tests, docs and tooling.
@@ -59,16 +61,6 @@ STATEMENT_TIMEOUT = "-c statement_timeout=30s"
 BOOT_TIMEOUT = 30.0
 STOP_TIMEOUT = 30.0
 HTTP_TIMEOUT = 20.0
-
-
-def procfile(path: Path) -> dict[str, str]:
-    """The process types of a Procfile, read as Heroku reads them: `type: command` lines."""
-    processes = {}
-    for line in path.read_text().splitlines():
-        match = re.fullmatch(r"([A-Za-z0-9_-]+):\s*(.+)", line.strip())
-        if match:
-            processes[match.group(1)] = match.group(2).strip()
-    return processes
 
 
 def dyno_env(config: Mapping[str, str], **dyno: str) -> dict[str, str]:
