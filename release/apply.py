@@ -12,7 +12,7 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from release.exceptions import ReleaseError
-from release.heroku import dyno_metadata
+from release.heroku import DynoMetadata, dyno_metadata
 from release.locking import has_session_lock, hold_release_lock, release_lock
 from release.markers import InvalidMarker, Markers, current_markers, digest_of, storable
 from release.middleware import (
@@ -23,7 +23,7 @@ from release.middleware import (
 from release.models import AppliedMarker, Logout, ReleaseEpoch
 from release.plan import Action, Plan, history_alias, is_installed, make_plan
 from release.stores import Cleared, SessionStoreClearer, store_for_engine
-from release.tables import Progress
+from release.tables import Progress, no_progress
 from release.text import one_line
 
 
@@ -149,7 +149,7 @@ def _locked(
             outcome.seconds = time.monotonic() - started
             plan = outcome.plan
             if plan.action is not Action.NOTHING or kind is not None:
-                outcome.record = _record(alias, plan, outcome, kind, triggered_by)
+                outcome.record = _record(alias, plan, outcome, kind, metadata, triggered_by)
             _release_pair(alias, plan)
     return outcome
 
@@ -167,7 +167,7 @@ def _decide_and_clear(
     if stack is not None:
         _join_transaction(stack, store, alias)
     try:
-        cleared = store.clear(progress or _quiet)
+        cleared = store.clear(progress or no_progress)
     except (ReleaseError, DatabaseError):
         raise
     except Exception as error:  # a cache or file system that failed: say which, and stop
@@ -191,16 +191,16 @@ def _added(outcome: Outcome, rest: Cleared) -> tuple[int | None, list[str]]:
     return total.removed, total.notes
 
 
-def _quiet(removed: int, total: int | None) -> None:
-    pass
-
-
 def _record(
-    alias: str, plan: Plan, outcome: Outcome, kind: Logout.Kind | None, triggered_by: str
+    alias: str,
+    plan: Plan,
+    outcome: Outcome,
+    kind: Logout.Kind | None,
+    metadata: DynoMetadata,
+    triggered_by: str,
 ) -> Logout:
     if kind is None:
         kind = Logout.Kind.INSTALL if plan.action is Action.INSTALL else Logout.Kind.MARKERS
-    metadata = dyno_metadata()
     record = Logout.objects.using(alias).create(
         applied_at=timezone.now(),
         kind=kind,

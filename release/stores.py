@@ -26,7 +26,7 @@ from django.db.models import Model
 from release import cache_keys, tables
 from release.exceptions import ReleaseError, UnsupportedEngine
 from release.middleware import GUARD_MIDDLEWARE
-from release.tables import Progress
+from release.tables import Progress, no_progress
 from release.text import counted, one_line
 
 GUARD_NOTE = "the session guard refuses them at their next request"
@@ -46,10 +46,6 @@ class Cleared:
         return Cleared(self.removed + other.removed, self.notes + other.notes)
 
 
-def _no_progress(removed: int, total: int | None) -> None:
-    pass
-
-
 class SessionStoreClearer(Protocol):
     engine: str
 
@@ -65,7 +61,7 @@ class SessionStoreClearer(Protocol):
 
     def count(self) -> int | None: ...
 
-    def clear(self, progress: Progress = _no_progress) -> Cleared:
+    def clear(self, progress: Progress = no_progress) -> Cleared:
         """Remove the sessions, in as many steps and transactions as the store needs."""
 
     def finish(self, *, guarded: bool) -> Cleared:
@@ -96,7 +92,7 @@ class DatabaseSessions:
     def count(self) -> int:
         return self.model._base_manager.using(self.database_alias).count()
 
-    def clear(self, progress: Progress = _no_progress) -> Cleared:
+    def clear(self, progress: Progress = no_progress) -> Cleared:
         removal = tables.remove_all(self.database_alias, self.model, progress)
         return Cleared(removal.removed, removal.notes)
 
@@ -156,7 +152,7 @@ class CacheSessions:
     def finish(self, *, guarded: bool) -> Cleared:
         return Cleared(0)
 
-    def clear(self, progress: Progress = _no_progress) -> Cleared:
+    def clear(self, progress: Progress = no_progress) -> Cleared:
         pattern = self.pattern
         if pattern is None:
             return Cleared(
@@ -189,7 +185,7 @@ class CachedDatabaseSessions(DatabaseSessions):
     def describe(self) -> str:
         return f"{super().describe()}, and copies in {self.copies.describe()}"
 
-    def clear(self, progress: Progress = _no_progress) -> Cleared:
+    def clear(self, progress: Progress = no_progress) -> Cleared:
         if self.copies.pattern is None:
             keys = (
                 self.copies.key_prefix + key
@@ -245,7 +241,7 @@ class FileSessions:
     def finish(self, *, guarded: bool) -> Cleared:
         return Cleared(0)
 
-    def clear(self, progress: Progress = _no_progress) -> Cleared:
+    def clear(self, progress: Progress = no_progress) -> Cleared:
         removed = 0
         for entry in self._files():
             try:
@@ -277,7 +273,7 @@ class CookieSessions:
     def finish(self, *, guarded: bool) -> Cleared:
         return Cleared(None)
 
-    def clear(self, progress: Progress = _no_progress) -> Cleared:
+    def clear(self, progress: Progress = no_progress) -> Cleared:
         return Cleared(
             removed=None,
             notes=[f"Signed-cookie sessions cannot be deleted server-side: {GUARD_NOTE}."],

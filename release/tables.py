@@ -43,6 +43,10 @@ ROW_LOCK_ATTEMPTS = 5
 Progress = Callable[[int, int | None], None]
 
 
+def no_progress(removed: int, total: int | None) -> None:
+    """A Progress for callers that do not report it."""
+
+
 @dataclass
 class Removal:
     removed: int
