@@ -28,7 +28,7 @@ SESSION_CACHE_ENGINE = "django.contrib.sessions.backends.cache"
 # Every session a logout must remove expires in 14 days, Django's SESSION_COOKIE_AGE.
 SESSION_AGE = 14 * 24 * 3600
 
-# What a signed-in user's session holds (the guard adds its stamp when it saves one).
+# What a signed-in user's session holds.
 SIGNED_IN = {
     "_auth_user_id": "42",
     "_auth_user_backend": "django.contrib.auth.backends.ModelBackend",
@@ -109,7 +109,7 @@ def child_env(**extra: str) -> dict[str, str]:
             "DJANGO_SETTINGS_MODULE",
             "FORCE_LOGOUT_ON_DEPLOY",
             "DYNO",
-            "BENCH_SESSION_MIDDLEWARE",
+            "BENCH_SESSION_ENGINE",
             "BENCH_CACHE",
         }
     }

@@ -1,5 +1,5 @@
 """Requests per second of the example project under gunicorn, with the tool's session guard
-(`release.middleware.SessionMiddleware`) and with Django's own SessionMiddleware, signed in and
+(`SESSION_ENGINE = "release.sessions"`) and with the engine it wraps, signed in and
 anonymous, by wrk on 127.0.0.1. Each round runs wrk against one server, then the other; the
 ratio is the median of the rounds' ratios."""
 
@@ -23,7 +23,7 @@ from benchmarks.config import PYTHON, ROOT, Options
 from benchmarks.methods import Backend, runner
 
 USERNAME, PASSWORD = "bench", "bench-password-7a1c"
-VARIANTS = ("release", "django")  # BENCH_SESSION_MIDDLEWARE: with the tool, without it
+VARIANTS = ("release", "django")  # BENCH_SESSION_ENGINE: with the tool, without it
 PAGES = ("anonymous", "signed_in")
 
 
@@ -124,7 +124,7 @@ def wrk(url: str, seconds: float, connections: int, cookie: str | None) -> tuple
 
 
 def gunicorn(backend: Backend, variant: str, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = backend.bench_env(BENCH_SESSION_MIDDLEWARE=variant, WEB_CONCURRENCY="2")
+    env = backend.bench_env(BENCH_SESSION_ENGINE=variant, WEB_CONCURRENCY="2")
     with log.open("ab") as stream:
         return subprocess.Popen(
             [

@@ -58,8 +58,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    # Django's SessionMiddleware, plus the guard that refuses sessions from before a logout.
-    "release.middleware.SessionMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -110,8 +109,12 @@ if os.environ.get("REDIS_URL"):
         }
     }
 
-# A dotted path, as SESSION_ENGINE takes, to run the example with each engine.
-SESSION_ENGINE = os.environ.get("DJANGO_SESSION_ENGINE") or "django.contrib.sessions.backends.db"
+# The guard, which refuses every session from before a logout, around the engine that keeps the
+# sessions: a dotted path, as SESSION_ENGINE takes, to run the example with each engine.
+SESSION_ENGINE = "release.sessions"
+RELEASE_SESSION_ENGINE = (
+    os.environ.get("DJANGO_SESSION_ENGINE") or "django.contrib.sessions.backends.db"
+)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -3,12 +3,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
 from release.apply import preview_release
 from release.exceptions import ReleaseError
 from release.models import Logout
-from release.report import plan_lines
+from release.plan import history_alias
+from release.report import guard_note, plan_lines
 from release.text import one_line
 
 
@@ -20,7 +22,7 @@ def next_release_lines() -> list[str]:
         return [f"The next release would fail: {one_line(error)}"]
     lines = list(plan_lines(outcome.plan))
     if outcome.plan.logs_out:
-        lines.append(f"Sessions: {outcome.engine}, {outcome.store}.")
+        lines.append(f"Sessions: {outcome.engine}, {outcome.store}{guard_note()}.")
     return lines
 
 
@@ -50,6 +52,10 @@ class LogoutAdmin(LogoutAdminBase):
     date_hierarchy = "applied_at"
     search_fields = ["reason", "code_marker", "config_marker", "triggered_by", "slug_commit"]
     ordering = ["-epoch"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Logout]:
+        # Where the commands write the history: a replica may not have the newest rows yet.
+        return super().get_queryset(request).using(history_alias())
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None

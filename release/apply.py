@@ -7,21 +7,24 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
-from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
+from release import conf
 from release.exceptions import ReleaseError
 from release.heroku import DynoMetadata, dyno_metadata
 from release.locking import has_session_lock, hold_release_lock, release_lock
 from release.markers import InvalidMarker, Markers, current_markers, digest_of, storable
-from release.middleware import (
-    DJANGO_SESSION_MIDDLEWARE,
-    GUARD_MIDDLEWARE,
-    installed_session_middleware,
-)
 from release.models import AppliedMarker, Logout, ReleaseEpoch
-from release.plan import Action, Plan, history_alias, is_installed, make_plan
+from release.plan import (
+    Action,
+    Plan,
+    history_alias,
+    is_installed,
+    latest_epoch,
+    make_plan,
+    next_epoch,
+)
 from release.stores import Cleared, SessionStoreClearer, store_for_engine
 from release.tables import Progress, no_progress
 from release.text import one_line
@@ -48,11 +51,12 @@ def read_markers() -> Markers:
 def clearer() -> SessionStoreClearer:
     """The store of SESSION_ENGINE, refused where what it leaves would go unchecked."""
     store = store_for_engine()
-    if not store.complete and not installed_session_middleware()[0]:
+    if not store.complete and not conf.is_guarded():
         raise ReleaseError(
             f"SESSION_ENGINE {store.engine!r} keeps sessions that a release cannot all remove "
-            f"({store.describe()}), and {GUARD_MIDDLEWARE!r} is not in MIDDLEWARE to refuse "
-            f"them. Put it in place of {DJANGO_SESSION_MIDDLEWARE!r}. Nobody was logged out."
+            f"({store.describe()}), and nothing refuses them afterwards. Set SESSION_ENGINE to "
+            f"{conf.GUARD_ENGINE!r} and {conf.STORAGE_ENGINE_SETTING} to {store.engine!r}. "
+            "Nobody was logged out."
         )
     return store
 
@@ -60,7 +64,7 @@ def clearer() -> SessionStoreClearer:
 def preview_release(*, logout_on_install: bool = False, count: bool = True) -> Outcome:
     """What `release` would do now, without locking or writing anything."""
     plan = make_plan(read_markers(), logout_on_install=logout_on_install)
-    outcome = Outcome(plan=plan, engine=settings.SESSION_ENGINE)
+    outcome = Outcome(plan=plan, engine=conf.storage_engine())
     if plan.logs_out:
         store = clearer()
         outcome.store = store.describe()
@@ -102,14 +106,13 @@ def force_logout(
                 "baseline to log out from. Run `python manage.py release --logout-on-install` "
                 "instead."
             )
-        newest = plan.epoch - 1 if plan.logs_out else plan.epoch
         return Plan(
             Action.LOGOUT,
             markers,
             plan.states,
             True,
             f"an operator forced it: {reason!r}",
-            newest + 1,
+            next_epoch(latest_epoch(alias)),
         )
 
     return _locked(holder, forced_plan, kind=Logout.Kind.FORCED, progress=progress)
@@ -144,13 +147,14 @@ def _locked(
                 outcome, store = _decide_and_clear(alias, decide, progress, stack)
             elif store is not None:
                 _join_transaction(stack, store, alias)
-                rest = store.finish(guarded=installed_session_middleware()[0])
+                rest = store.finish(guarded=conf.is_guarded())
                 outcome.removed, outcome.notes = _added(outcome, rest)
             outcome.seconds = time.monotonic() - started
             plan = outcome.plan
             if plan.action is not Action.NOTHING or kind is not None:
                 outcome.record = _record(alias, plan, outcome, kind, metadata, triggered_by)
-            _release_pair(alias, plan)
+            if kind is None:  # a release step; a forced logout releases no marker values
+                _release_pair(alias, plan)
     return outcome
 
 
@@ -159,7 +163,7 @@ def _decide_and_clear(
 ) -> tuple[Outcome, SessionStoreClearer | None]:
     """Decide, and clear if the plan says so; inside the final transaction given its stack."""
     plan = decide(alias)
-    outcome = Outcome(plan=plan, engine=settings.SESSION_ENGINE)
+    outcome = Outcome(plan=plan, engine=conf.storage_engine())
     if not plan.logs_out:
         return outcome, None
     store = clearer()
@@ -233,7 +237,8 @@ def _record(
 
 
 def _release_pair(alias: str, plan: Plan) -> None:
-    """Processes with this release's markers enforce the newest epoch from now on."""
+    """Processes with this release's markers accept sessions written by processes whose
+    markers were released at the newest epoch or later (see `release.guard`)."""
     ReleaseEpoch.objects.using(alias).update_or_create(
         digest=plan.markers.digest,
         defaults={

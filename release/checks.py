@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Any
 
+from django.conf import settings
 from django.core import checks
 
-from release.conf import FAIL_OPEN_SETTING, fail_open_problem
-from release.exceptions import UnsupportedEngine
+from release import conf
+from release.exceptions import SessionModelMissing, UnsupportedEngine
 from release.markers import CODE_MARKER_SETTING, InvalidMarker, current_markers
-from release.middleware import (
-    DJANGO_SESSION_MIDDLEWARE,
-    GUARD_MIDDLEWARE,
-    installed_session_middleware,
-)
 from release.stores import store_for_engine
 
-USE_GUARD = f"In MIDDLEWARE, replace {DJANGO_SESSION_MIDDLEWARE!r} with {GUARD_MIDDLEWARE!r}."
+USE_GUARD = (
+    f"Set SESSION_ENGINE = {conf.GUARD_ENGINE!r} and {conf.STORAGE_ENGINE_SETTING} to the "
+    "engine that keeps the sessions (now SESSION_ENGINE)."
+)
 
 
 def register() -> None:
@@ -26,15 +26,15 @@ def register() -> None:
 
 
 def check_fail_open(**kwargs: Any) -> list[checks.CheckMessage]:
-    problem = fail_open_problem()
+    problem = conf.fail_open_problem()
     if problem is None:
         return []
     return [
         checks.Error(
             problem,
             hint=(
-                f"Leave {FAIL_OPEN_SETTING} out (a failed logout fails the release), or set it "
-                "to True to let releases out when their logout fails."
+                f"Leave {conf.FAIL_OPEN_SETTING} out (a failed logout fails the release), or set "
+                "it to True to let releases out when their logout fails."
             ),
             id="release.E004",
         )
@@ -59,30 +59,59 @@ def check_code_marker(**kwargs: Any) -> list[checks.CheckMessage]:
 
 
 def check_session_engine(**kwargs: Any) -> list[checks.CheckMessage]:
-    guard, plain = installed_session_middleware()
-    if guard and plain:
+    guarded = conf.is_guarded()
+    if guarded:
+        problem = _guarded_engine_problem()
+        if problem is not None:
+            return [
+                checks.Error(
+                    problem,
+                    hint=(
+                        f"Set {conf.STORAGE_ENGINE_SETTING} to the dotted path of the engine "
+                        "that keeps the sessions, such as "
+                        f"{conf.DEFAULT_STORAGE_ENGINE!r} (the default)."
+                    ),
+                    id="release.E003",
+                )
+            ]
+    elif hasattr(settings, conf.STORAGE_ENGINE_SETTING):
         return [
-            checks.Error(
-                f"MIDDLEWARE has both {GUARD_MIDDLEWARE!r} and {DJANGO_SESSION_MIDDLEWARE!r}; "
-                "the second one replaces the guarded session of the first.",
-                hint=f"Keep only {GUARD_MIDDLEWARE!r}.",
-                id="release.E003",
+            checks.Warning(
+                f"{conf.STORAGE_ENGINE_SETTING} is set, but SESSION_ENGINE is "
+                f"{settings.SESSION_ENGINE!r}, not {conf.GUARD_ENGINE!r}: no session is guarded.",
+                hint=f"Set SESSION_ENGINE = {conf.GUARD_ENGINE!r}.",
+                id="release.W003",
             )
         ]
     try:
         store = store_for_engine()
+    except SessionModelMissing as error:
+        return [
+            checks.Error(
+                str(error),
+                hint=(
+                    "Add the app that keeps the sessions to INSTALLED_APPS, or set "
+                    f"{conf.STORAGE_ENGINE_SETTING} to the engine of the app installed in its "
+                    "place (such as 'qsessions.backends.db' or 'user_sessions.backends.db' "
+                    "where it replaced 'django.contrib.sessions'). No session can be saved, and "
+                    "no release can run, until then."
+                ),
+                id="release.E005",
+            )
+        ]
     except UnsupportedEngine as error:
         return [
             checks.Warning(
                 str(error),
                 hint=(
-                    "A release whose marker changed will fail until SESSION_ENGINE is one of "
-                    "Django's engines, a subclass of one, or has get_model_class()."
+                    "A release whose marker changed will fail until the sessions can be found: "
+                    "one of Django's engines, a subclass of one, a store with get_model_class(), "
+                    f"or {conf.SESSION_MODEL_SETTING} naming the model."
                 ),
                 id="release.W001",
             )
         ]
-    if guard:
+    if guarded:
         return []
     if not store.complete:
         return [
@@ -95,9 +124,28 @@ def check_session_engine(**kwargs: Any) -> list[checks.CheckMessage]:
         ]
     return [
         checks.Warning(
-            f"{GUARD_MIDDLEWARE!r} is not in MIDDLEWARE, so sessions that the old release makes "
-            "while the release phase runs, or during preboot, survive a logout.",
+            f"SESSION_ENGINE is {settings.SESSION_ENGINE!r}, not {conf.GUARD_ENGINE!r}, so "
+            "sessions that the old release makes while the release phase runs, or during "
+            "preboot, survive a logout.",
             hint=USE_GUARD,
             id="release.W002",
         )
     ]
+
+
+def _guarded_engine_problem() -> str | None:
+    engine = conf.guarded_engine_setting()
+    if not isinstance(engine, str) or not engine:
+        return f"{conf.STORAGE_ENGINE_SETTING} must be a dotted path, not {engine!r}."
+    if engine == conf.GUARD_ENGINE:
+        return (
+            f"{conf.STORAGE_ENGINE_SETTING} is {engine!r}, the guard itself: the guard needs "
+            "an engine to keep the sessions in."
+        )
+    try:
+        import_module(engine).SessionStore  # noqa: B018
+    except (ImportError, AttributeError) as error:
+        return f"{conf.STORAGE_ENGINE_SETTING} {engine!r} cannot be imported: {error}."
+    except RuntimeError:
+        return None  # its models' app is not installed: release.E005 says so
+    return None

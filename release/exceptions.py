@@ -7,3 +7,8 @@ class ReleaseError(Exception):
 
 class UnsupportedEngine(ReleaseError):
     """The configured session engine's sessions cannot be removed by this version."""
+
+
+class SessionModelMissing(UnsupportedEngine):
+    """The engine keeps its sessions in a model whose app is not installed: no session can be
+    saved or removed until it is."""

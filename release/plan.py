@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -71,7 +72,7 @@ class Plan:
     states: tuple[MarkerState, MarkerState]
     logs_out: bool
     reason: str
-    epoch: int  # the epoch after this release: the newest one, plus one if it logs out
+    epoch: int  # the newest epoch after this release: a new one if it logs out
 
     @property
     def new_states(self) -> list[MarkerState]:
@@ -92,6 +93,17 @@ def latest_epoch(alias: str) -> int | None:
     """The newest epoch this database has, or None before the first release with the tool."""
     newest = Logout.objects.using(alias).order_by("-epoch").values_list("epoch", flat=True)
     return newest.first()
+
+
+def clock() -> int:
+    """Now, in seconds since 1970."""
+    return int(time.time())
+
+
+def next_epoch(newest: int | None) -> int:
+    """A new logout's epoch: now, in seconds since 1970, and greater than every epoch this
+    database has (`newest`); so a database restored from a backup never gives an epoch twice."""
+    return max(clock(), (newest or 0) + 1)
 
 
 def applied_by(alias: str, kind: str, value: str) -> Logout | None:
@@ -147,7 +159,8 @@ def make_plan(
                 "this is the first release with the tool, which logs nobody out "
                 "(--logout-on-install would)"
             )
-        epoch = 1 if logout_on_install else 0
+        # The first release's record has epoch 0 unless it logs out: it enforces nothing.
+        epoch = next_epoch(None) if logout_on_install else 0
         return Plan(Action.INSTALL, markers, states, logout_on_install, reason, epoch)
 
     states = marker_states(markers, previous, lambda kind, value: applied_by(alias, kind, value))
@@ -157,6 +170,6 @@ def make_plan(
             f"{state.name} is {describe(state.current)}, which this database has never applied"
             for state in new
         )
-        return Plan(Action.LOGOUT, markers, states, True, reason, newest + 1)
+        return Plan(Action.LOGOUT, markers, states, True, reason, next_epoch(newest))
     reason = "no marker has a value that this database has not applied"
     return Plan(Action.NOTHING, markers, states, False, reason, newest)

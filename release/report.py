@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from release import conf
 from release.apply import Outcome
 from release.markers import describe
 from release.models import Logout
@@ -18,6 +19,10 @@ logger = logging.getLogger("release")
 
 # The version of the JSON documents below; it changes only when a key changes meaning or goes.
 JSON_VERSION = 1
+
+
+def guard_note() -> str:
+    return f", guarded by {conf.GUARD_ENGINE}" if conf.is_guarded() else ""
 
 
 def plan_lines(plan: Plan) -> Iterator[str]:
@@ -38,7 +43,7 @@ def plan_lines(plan: Plan) -> Iterator[str]:
 def outcome_lines(outcome: Outcome, *, dry_run: bool = False) -> Iterator[str]:
     yield from plan_lines(outcome.plan)
     if outcome.plan.logs_out:
-        yield f"Sessions: {outcome.engine}, {outcome.store}."
+        yield f"Sessions: {outcome.engine}, {outcome.store}{guard_note()}."
         for note in outcome.notes:
             yield f"  {note}"
     if dry_run:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Any, Protocol
 
+from django.apps import apps
 from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase
 from django.contrib.sessions.backends.cache import SessionStore as CacheStore
@@ -23,9 +24,8 @@ from django.core.cache import BaseCache, caches
 from django.db import DatabaseError, router
 from django.db.models import Model
 
-from release import cache_keys, tables
-from release.exceptions import ReleaseError, UnsupportedEngine
-from release.middleware import GUARD_MIDDLEWARE
+from release import cache_keys, conf, tables
+from release.exceptions import ReleaseError, SessionModelMissing, UnsupportedEngine
 from release.tables import Progress, no_progress
 from release.text import counted, one_line
 
@@ -103,8 +103,8 @@ class DatabaseSessions:
             raise ReleaseError(
                 f"Sessions in {self.describe()} stayed locked by another transaction through "
                 f"{tables.ROW_LOCK_ATTEMPTS} waits of {tables.ROW_LOCK_TIMEOUT_S} s "
-                f"({one_line(error)}). End that transaction, or install "
-                f"{GUARD_MIDDLEWARE!r} so that locked sessions can be left to it."
+                f"({one_line(error)}). End that transaction, or set SESSION_ENGINE to "
+                f"{conf.GUARD_ENGINE!r} so that locked sessions can be left to the guard."
             ) from error
         return Cleared(removal.removed, removal.notes)
 
@@ -281,34 +281,78 @@ class CookieSessions:
 
 
 def session_store_class(engine: str | None = None) -> type[SessionBase]:
-    store_class: type[SessionBase] = import_module(engine or settings.SESSION_ENGINE).SessionStore
+    store_class: type[SessionBase] = import_module(engine or conf.storage_engine()).SessionStore
     return store_class
 
 
 def store_for_engine(engine: str | None = None) -> SessionStoreClearer:
-    """The clearer for `engine` (default `SESSION_ENGINE`); UnsupportedEngine if it has none."""
-    engine = engine or settings.SESSION_ENGINE
+    """The clearer for `engine` (default: the engine that keeps the sessions, the guarded one
+    where SESSION_ENGINE is the guard); UnsupportedEngine if it has none."""
+    engine = engine or conf.storage_engine()
+    if engine == conf.GUARD_ENGINE:
+        raise UnsupportedEngine(
+            f"{conf.STORAGE_ENGINE_SETTING} names the guard {engine!r} itself; name the engine "
+            "that keeps the sessions, such as 'django.contrib.sessions.backends.db'."
+        )
     try:
         store_class: Any = session_store_class(engine)
+    except RuntimeError as error:  # Django's error for a model whose app is not installed
+        raise SessionModelMissing(
+            f"The session engine {engine!r} cannot be imported: its session model is not in an "
+            f"installed app ({one_line(error)})."
+        ) from error
     except (ImportError, AttributeError) as error:
         raise UnsupportedEngine(
-            f"SESSION_ENGINE {engine!r} cannot be imported ({error}). Fix the setting."
+            f"The session engine {engine!r} cannot be imported ({error}). Fix the setting."
         ) from error
     cache_alias = settings.SESSION_CACHE_ALIAS
     if issubclass(store_class, CachedDBStore):
         return CachedDatabaseSessions(
-            engine, store_class.get_model_class(), cache_alias, store_class.cache_key_prefix
+            engine, session_model(engine, store_class), cache_alias, store_class.cache_key_prefix
         )
-    if hasattr(store_class, "get_model_class"):
-        return DatabaseSessions(engine, store_class.get_model_class())
     if issubclass(store_class, CacheStore):
         return CacheSessions(engine, cache_alias, store_class.cache_key_prefix)
     if issubclass(store_class, FileStore):
         return FileSessions(engine, store_class)
     if issubclass(store_class, CookieStore):
         return CookieSessions(engine)
+    return DatabaseSessions(engine, session_model(engine, store_class))
+
+
+def session_model(engine: str, store_class: Any) -> type[Model]:
+    """The model that keeps a database engine's sessions: `get_model_class()` where the store
+    has it (Django's engines, django-qsessions, `AbstractBaseSession` engines), else
+    RELEASE_SESSION_MODEL, else the one session model the store's module uses
+    (django-user-sessions)."""
+    named = conf.session_model_setting()
+    try:
+        if named is not None:
+            return apps.get_model(str(named))
+        if hasattr(store_class, "get_model_class"):
+            model: type[Model] = store_class.get_model_class()
+            return model
+    except (LookupError, ValueError, RuntimeError) as error:
+        raise SessionModelMissing(
+            f"The session model of engine {engine!r} cannot be loaded ({one_line(error)}). Add "
+            f"its app to INSTALLED_APPS, or name the model in {conf.SESSION_MODEL_SETTING} "
+            "('app_label.ModelName')."
+        ) from error
+    found = {
+        value
+        for value in vars(import_module(store_class.__module__)).values()
+        if isinstance(value, type) and issubclass(value, Model) and _is_session_model(value)
+    }
+    if len(found) == 1:
+        return found.pop()
     raise UnsupportedEngine(
-        f"SESSION_ENGINE {engine!r} is not one of Django's engines or a subclass of one, and "
-        "its SessionStore has no get_model_class(), so its sessions cannot be found. Nothing "
-        "was logged out."
+        f"The session engine {engine!r} is not one of Django's engines or a subclass of one, "
+        "and its SessionStore has no get_model_class(), so its sessions cannot be found. Name "
+        f"its session model in {conf.SESSION_MODEL_SETTING} ('app_label.ModelName')."
     )
+
+
+def _is_session_model(model: type[Model]) -> bool:
+    if model._meta.abstract:
+        return False
+    names = {field.name for field in model._meta.get_fields()}
+    return {"session_key", "session_data", "expire_date"} <= names

@@ -132,7 +132,7 @@ class TestForceLogout:
         assert not Logout.objects.exists()
 
     def test_unsupported_engine(self, installed: None, settings: Settings) -> None:
-        settings.SESSION_ENGINE = "tests.unknown_engine"
+        settings.RELEASE_SESSION_ENGINE = "tests.unknown_engine"
 
         with pytest.raises(CommandError, match=r"tests\.unknown_engine"):
             force("--reason", "x", "--no-input")
@@ -167,7 +167,7 @@ class TestChecks:
         assert check_session_engine() == []
 
     def test_unsupported_engine(self, settings: Settings) -> None:
-        settings.SESSION_ENGINE = "tests.unknown_engine"
+        settings.RELEASE_SESSION_ENGINE = "tests.unknown_engine"
 
         warnings = check_session_engine()
 

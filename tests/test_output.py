@@ -131,7 +131,7 @@ def test_fail_open_json(installed: None, settings: Settings) -> None:
             "LOCATION": "redis://127.0.0.1:1/0",
         },
     }
-    settings.SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+    settings.RELEASE_SESSION_ENGINE = "django.contrib.sessions.backends.cache"
     settings.SESSION_CACHE_ALIAS = "down"
     settings.FORCE_LOGOUT_FAIL_OPEN = True
     settings.FORCE_LOGOUT_VERSION = 2

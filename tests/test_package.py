@@ -21,7 +21,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "release",
 ]
-MIDDLEWARE = ["release.middleware.SessionMiddleware"]
+MIDDLEWARE = ["django.contrib.sessions.middleware.SessionMiddleware"]
+SESSION_ENGINE = "release.sessions"
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": "project.sqlite3"}}
 USE_TZ = True
 FORCE_LOGOUT_VERSION = "2026-11"

@@ -8,7 +8,7 @@ import pytest
 from django.core.management import load_command_class
 from django.core.management.base import BaseCommand
 
-from release import markers
+from release import conf, markers
 from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text()
@@ -61,6 +61,9 @@ def test_settings_are_documented() -> None:
     assert first_column(section("## Settings")) >= {
         markers.CODE_MARKER_SETTING,
         markers.CONFIG_MARKER_VAR,
+        conf.FAIL_OPEN_SETTING,
+        conf.STORAGE_ENGINE_SETTING,
+        conf.SESSION_MODEL_SETTING,
     }
 
 
@@ -74,6 +77,8 @@ def test_example_environment_is_documented() -> None:
     documented = first_column(section("## Settings")) - {
         markers.CODE_MARKER_SETTING,
         markers.CONFIG_MARKER_VAR,
+        conf.STORAGE_ENGINE_SETTING,
+        conf.SESSION_MODEL_SETTING,
     }
 
     assert documented == read

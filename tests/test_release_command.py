@@ -284,9 +284,10 @@ class TestFailures:
             raise DatabaseError("disk full")
 
         # The last write of the transaction, after the delete and the history record.
-        monkeypatch.setattr("release.apply._release_pair", fail)
-        with pytest.raises(CommandError, match="disk full"):
-            release()
+        with monkeypatch.context() as patched:
+            patched.setattr("release.apply._release_pair", fail)
+            with pytest.raises(CommandError, match="disk full"):
+                release()
 
         assert history() == [("install", 0, False)]
         assert applied("code") == {"1"}
@@ -295,7 +296,6 @@ class TestFailures:
             assert Session.objects.count() == 0
         else:
             assert Session.objects.count() == 3
-        monkeypatch.undo()
         make_sessions(1)
         assert "removed" in release()  # the next release logs out again, and records it
         assert history() == [("install", 0, False), ("markers", 1, True)]
@@ -360,7 +360,7 @@ def test_pipeline_each_database_applies_each_value_once(settings: Settings) -> N
 class TestCustomEngine:
     @pytest.fixture(autouse=True)
     def engine(self, settings: Settings) -> None:
-        settings.SESSION_ENGINE = "tests.custom_sessions.backend"
+        settings.RELEASE_SESSION_ENGINE = "tests.custom_sessions.backend"
 
     def test_removes_rows_of_the_custom_model(self, installed: None, settings: Settings) -> None:
         from tests.custom_sessions.models import UserSession
@@ -381,13 +381,13 @@ class TestCustomEngine:
 class TestUnsupportedEngines:
     def test_refuses_a_logout_it_cannot_do(self, installed: None, settings: Settings) -> None:
         make_sessions(1)
-        settings.SESSION_ENGINE = "tests.unknown_engine"
+        settings.RELEASE_SESSION_ENGINE = "tests.unknown_engine"
         settings.FORCE_LOGOUT_VERSION = 2
 
         with pytest.raises(CommandError) as excinfo:
             release()
 
-        assert "SESSION_ENGINE 'tests.unknown_engine' is not one of Django's engines" in str(
+        assert "The session engine 'tests.unknown_engine' is not one of Django's engines" in str(
             excinfo.value
         )
         assert "heroku releases:retry" in str(excinfo.value)
@@ -396,12 +396,12 @@ class TestUnsupportedEngines:
         assert Session.objects.count() == 1
 
     def test_nothing_to_do_is_fine(self, installed: None, settings: Settings) -> None:
-        settings.SESSION_ENGINE = "tests.unknown_engine"
+        settings.RELEASE_SESSION_ENGINE = "tests.unknown_engine"
 
         assert "Decision: nobody is logged out" in release()
 
     def test_engine_that_does_not_import(self, installed: None, settings: Settings) -> None:
-        settings.SESSION_ENGINE = "no.such.engine"
+        settings.RELEASE_SESSION_ENGINE = "no.such.engine"
         settings.FORCE_LOGOUT_VERSION = 2
 
         with pytest.raises(CommandError, match=r"'no\.such\.engine' cannot be imported"):

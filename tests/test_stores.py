@@ -20,7 +20,7 @@ from pytest_django.fixtures import Settings
 
 from release import cache_keys
 from release.checks import check_session_engine
-from release.guard import forget_process_epoch
+from release.guard import forget_process_stamp
 from release.models import Logout
 from tests.conftest import (
     CACHE,
@@ -32,9 +32,6 @@ from tests.conftest import (
     release,
     save_sessions,
 )
-
-DJANGO_MIDDLEWARE = "django.contrib.sessions.middleware.SessionMiddleware"
-GUARD_MIDDLEWARE = "release.middleware.SessionMiddleware"
 
 REDIS_ALIASES = [
     pytest.param("redis", id="RedisCache", marks=needs_redis),
@@ -69,7 +66,7 @@ def redis_keys(alias: str) -> set[bytes]:
 def test_cache_engine_on_redis_removes_exactly_the_session_keys(
     redis_alias: str, settings: Settings, installed: None
 ) -> None:
-    settings.SESSION_ENGINE = CACHE
+    settings.RELEASE_SESSION_ENGINE = CACHE
     cache = caches[redis_alias]
     store_class = import_module(CACHE).SessionStore
     prefix = store_class.cache_key_prefix
@@ -97,7 +94,7 @@ def test_cache_engine_on_redis_removes_exactly_the_session_keys(
 def test_cached_db_on_redis_removes_rows_then_copies(
     redis_alias: str, settings: Settings, installed: None
 ) -> None:
-    settings.SESSION_ENGINE = CACHED_DB
+    settings.RELEASE_SESSION_ENGINE = CACHED_DB
     prefix = import_module(CACHED_DB).SessionStore.cache_key_prefix
     keys = [prefix + key for key in save_sessions(CACHED_DB, 30)]
     caches[redis_alias].set("unrelated", "stays")
@@ -114,7 +111,7 @@ def test_cached_db_on_redis_removes_rows_then_copies(
 
 @pytest.mark.django_db
 def test_cached_db_on_a_cache_that_cannot_be_listed(settings: Settings, installed: None) -> None:
-    settings.SESSION_ENGINE = CACHED_DB
+    settings.RELEASE_SESSION_ENGINE = CACHED_DB
     settings.SESSION_CACHE_ALIAS = "locmem"
     prefix = import_module(CACHED_DB).SessionStore.cache_key_prefix
     keys = [prefix + key for key in save_sessions(CACHED_DB, 7)]
@@ -133,7 +130,7 @@ def test_cached_db_on_a_cache_that_cannot_be_listed(settings: Settings, installe
 def test_cache_that_cannot_be_listed_is_left_to_the_guard(
     settings: Settings, installed: None
 ) -> None:
-    settings.SESSION_ENGINE = CACHE
+    settings.RELEASE_SESSION_ENGINE = CACHE
     settings.SESSION_CACHE_ALIAS = "locmem"
     settings.FORCE_LOGOUT_VERSION = 2
 
@@ -147,7 +144,7 @@ def test_cache_that_cannot_be_listed_is_left_to_the_guard(
 
 @pytest.mark.django_db
 def test_key_function_that_hides_the_key(settings: Settings, installed: None) -> None:
-    settings.SESSION_ENGINE = CACHE
+    settings.RELEASE_SESSION_ENGINE = CACHE
     settings.SESSION_CACHE_ALIAS = "locmem"
     with_cache_options(settings, "locmem", KEY_FUNCTION="tests.test_stores.hashed_key")
 
@@ -163,7 +160,7 @@ def hashed_key(key: str, key_prefix: str, version: int) -> str:
 @pytest.mark.django_db
 def test_file_engine_removes_session_files_only(settings: Settings, installed: None) -> None:
     directory = Path(django_settings.SESSION_FILE_PATH)
-    settings.SESSION_ENGINE = FILE
+    settings.RELEASE_SESSION_ENGINE = FILE
     save_sessions(FILE, 5)
     unrelated = directory / "notes.txt"
     unrelated.write_text("stays")
@@ -182,7 +179,7 @@ def test_file_engine_removes_session_files_only(settings: Settings, installed: N
 
 @pytest.mark.django_db
 def test_signed_cookies_need_the_guard(settings: Settings, installed: None) -> None:
-    settings.SESSION_ENGINE = COOKIES
+    settings.RELEASE_SESSION_ENGINE = COOKIES
     settings.FORCE_LOGOUT_VERSION = 2
 
     output = release()
@@ -191,10 +188,10 @@ def test_signed_cookies_need_the_guard(settings: Settings, installed: None) -> N
     assert "Done: recorded in the history as epoch 1" in output
 
 
-def django_middleware(settings: Settings) -> None:
-    settings.MIDDLEWARE = [
-        DJANGO_MIDDLEWARE if path == GUARD_MIDDLEWARE else path for path in settings.MIDDLEWARE
-    ]
+def unguarded(settings: Settings) -> None:
+    """SESSION_ENGINE the engine that keeps the sessions, without the guard."""
+    settings.SESSION_ENGINE = settings.RELEASE_SESSION_ENGINE
+    del settings.RELEASE_SESSION_ENGINE
 
 
 @pytest.mark.django_db
@@ -202,9 +199,9 @@ def django_middleware(settings: Settings) -> None:
 def test_release_refuses_an_engine_it_cannot_clear_without_the_guard(
     settings: Settings, installed: None, engine: str
 ) -> None:
-    settings.SESSION_ENGINE = engine
+    settings.RELEASE_SESSION_ENGINE = engine
     settings.SESSION_CACHE_ALIAS = "locmem"
-    django_middleware(settings)
+    unguarded(settings)
     settings.FORCE_LOGOUT_VERSION = 2
 
     with pytest.raises(CommandError) as excinfo:
@@ -212,7 +209,7 @@ def test_release_refuses_an_engine_it_cannot_clear_without_the_guard(
 
     message = str(excinfo.value)
     assert f"SESSION_ENGINE {engine!r} keeps sessions that a release cannot all remove" in message
-    assert f"Put it in place of {DJANGO_MIDDLEWARE!r}" in message
+    assert "Set SESSION_ENGINE to 'release.sessions'" in message
     assert Logout.objects.count() == 1
     assert [error.id for error in check_session_engine()] == ["release.E002"]
 
@@ -221,7 +218,7 @@ def test_release_refuses_an_engine_it_cannot_clear_without_the_guard(
 def test_db_engine_without_the_guard_works_with_a_warning(
     settings: Settings, installed: None
 ) -> None:
-    django_middleware(settings)
+    unguarded(settings)
     make_sessions(2)
     settings.FORCE_LOGOUT_VERSION = 2
 
@@ -231,21 +228,38 @@ def test_db_engine_without_the_guard_works_with_a_warning(
     assert "sessions that the old release makes while the release phase runs" in warnings[0].msg
 
 
-def test_both_session_middlewares(settings: Settings) -> None:
-    settings.MIDDLEWARE = [DJANGO_MIDDLEWARE, *settings.MIDDLEWARE]
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("release.sessions", "the guard itself"),
+        ("no.such.engine", "cannot be imported"),
+        ("", "must be a dotted path"),
+        (42, "must be a dotted path"),
+    ],
+)
+def test_a_guarded_engine_that_is_not_an_engine(
+    settings: Settings, value: object, problem: str
+) -> None:
+    settings.RELEASE_SESSION_ENGINE = value
 
-    assert [error.id for error in check_session_engine()] == ["release.E003"]
+    errors = check_session_engine()
+
+    assert [error.id for error in errors] == ["release.E003"]
+    assert problem in errors[0].msg
 
 
-def test_missing_middleware_module_is_left_to_django(settings: Settings) -> None:
-    settings.MIDDLEWARE = ["no.such.Middleware", *settings.MIDDLEWARE]
+def test_the_guarded_engine_setting_without_the_guard(settings: Settings) -> None:
+    settings.SESSION_ENGINE = CACHED_DB
 
-    assert check_session_engine() == []
+    warnings = check_session_engine()
+
+    assert [warning.id for warning in warnings] == ["release.W003"]
+    assert "no session is guarded" in warnings[0].msg
 
 
 @pytest.mark.django_db
 def test_unknown_engine(settings: Settings, installed: None) -> None:
-    settings.SESSION_ENGINE = "tests.unknown_engine"
+    settings.RELEASE_SESSION_ENGINE = "tests.unknown_engine"
     settings.FORCE_LOGOUT_VERSION = 2
 
     with pytest.raises(CommandError, match="is not one of Django's engines"):
@@ -273,11 +287,11 @@ def test_the_guard_costs_no_query(settings: Settings, installed: None) -> None:
     from django.contrib.auth.models import User
 
     User.objects.create_user("ada", password="pw-12345-long")
-    forget_process_epoch()
+    forget_process_stamp()
     Client().get("/", HTTP_COOKIE=f"sessionid={'w' * 32}")  # the one read per process
 
     with_guard = requests_and_queries(Client())
-    django_middleware(settings)
+    unguarded(settings)
     without = requests_and_queries(Client())
 
     assert with_guard == without
@@ -294,9 +308,9 @@ def test_the_guard_costs_no_cache_round_trip(
     from django.contrib.auth.models import User
     from redis.connection import AbstractConnection
 
-    settings.SESSION_ENGINE = CACHED_DB
+    settings.RELEASE_SESSION_ENGINE = CACHED_DB
     User.objects.create_user("ada", password="pw-12345-long")
-    forget_process_epoch()
+    forget_process_stamp()
     Client().get("/", HTTP_COOKIE=f"sessionid={'w' * 32}")
     sent: list[object] = []
     send = AbstractConnection.send_packed_command
@@ -313,7 +327,7 @@ def test_the_guard_costs_no_cache_round_trip(
         return len(sent)
 
     with_guard = commands(Client())
-    django_middleware(settings)
+    unguarded(settings)
     without = commands(Client())
 
     assert with_guard == without
