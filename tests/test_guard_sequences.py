@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import itertools
 import os
-from io import StringIO
 from dataclasses import dataclass
 from importlib import import_module
+from io import StringIO
 from typing import Any
 
 import pytest
