@@ -29,6 +29,7 @@ class Results:
     measurements: list[Measurement] = field(default_factory=list)
     noops: list[Noop] = field(default_factory=list)
     http: Throughput | None = None
+    guard_cost: dict[str, Any] | None = None  # benchmarks.guard_cost's results.json
     checks: list[Check] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -44,6 +45,7 @@ class Results:
             "measurements": [m.as_dict() for m in self.measurements],
             "noop": [n.as_dict() for n in self.noops],
             "http": self.http.as_dict() if self.http else None,
+            "guard_cost": self.guard_cost,
             "targets": [c.as_dict() for c in self.checks],
             "errors": self.errors,
         }
@@ -185,6 +187,25 @@ def http_table(http: Throughput) -> list[str]:
     return lines
 
 
+def guard_cost_table(cost: dict[str, Any]) -> list[str]:
+    lines = [
+        "### What the guard adds to loading a session (`python -m benchmarks.guard_cost`)",
+        "",
+        f"Per call, median of {cost['rounds']} interleaved batches; SQLite for the database "
+        "engine; the process read its stamp after a logout.",
+        "",
+        "| engine | method | Django's store | guarded | ratio | CPU time ratio | result |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for t in cost["timings"]:
+        lines.append(
+            f"| {t['engine']} | {t['method']}() | {t['django_median_us']:.1f} µs | "
+            f"{t['guarded_median_us']:.1f} µs | {t['ratio']:.3f} | {t['cpu_ratio']:.3f} | "
+            f"{t['target']} |"
+        )
+    return lines
+
+
 def markdown(results: Results) -> str:
     lines = [
         "# Release logout benchmark",
@@ -231,6 +252,9 @@ def markdown(results: Results) -> str:
         ]
     elif http:
         lines += ["", f"Requests per second: {http.skipped or http.error}."]
+    cost = results.guard_cost
+    if cost and "error" not in cost:
+        lines += ["", *guard_cost_table(cost)]
     if results.skipped:
         lines += ["", "Skipped: " + "; ".join(f"{b}: {r}" for b, r in results.skipped.items())]
     if results.errors:

@@ -8,7 +8,7 @@ import traceback
 from dataclasses import asdict
 from pathlib import Path
 
-from benchmarks import databases, report
+from benchmarks import databases, guard_cost, report
 from benchmarks.config import (
     DB_BACKENDS,
     MARIADB_URL,
@@ -139,7 +139,12 @@ def run_suite(options: Options) -> int:
             except Exception as error:
                 traceback.print_exc()
                 results.errors.append(f"throughput: {type(error).__name__}: {error}")
+    say("guard cost: aload() and load() of the guarded store against Django's (SQLite)")
+    results.guard_cost = guard_cost.run_child(out / "guard-cost", options.smoke)
+    if "error" in results.guard_cost:
+        results.errors.append(f"guard cost: {results.guard_cost['error']}")
     results.checks = evaluate(results.measurements, results.noops, results.http, backends)
+    results.checks += guard_cost.checks(results.guard_cost)
     results.seconds = time.monotonic() - started
     if not options.keep:
         for name in [*DB_BACKENDS, "redis"]:
