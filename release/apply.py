@@ -27,7 +27,8 @@ from release.plan import (
 )
 from release.stores import Cleared, SessionStoreClearer, store_for_engine
 from release.tables import Progress, no_progress
-from release.text import one_line
+from release.termination import Terminated
+from release.text import counted, one_line
 
 
 @dataclass
@@ -55,8 +56,7 @@ def clearer() -> SessionStoreClearer:
         raise ReleaseError(
             f"SESSION_ENGINE {store.engine!r} keeps sessions that a release cannot all remove "
             f"({store.describe()}), and nothing refuses them afterwards. Set SESSION_ENGINE to "
-            f"{conf.GUARD_ENGINE!r} and {conf.STORAGE_ENGINE_SETTING} to {store.engine!r}. "
-            "Nobody was logged out."
+            f"{conf.GUARD_ENGINE!r} and {conf.STORAGE_ENGINE_SETTING} to {store.engine!r}."
         )
     return store
 
@@ -118,6 +118,40 @@ def force_logout(
     return _locked(holder, forced_plan, kind=Logout.Kind.FORCED, progress=progress)
 
 
+class Tally:
+    """How many sessions a clear has removed for good so far, from the progress the stores
+    report after each step that cannot be undone (a committed batch, a TRUNCATE, UNLINKs, files),
+    so that a failure can say what it left behind."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.removed = 0
+        # Set while the final transaction is open: what a database store removes then goes
+        # with it if it rolls back.
+        self.before_final: int | None = None
+
+    def __call__(self, removed: int, total: int | None) -> None:
+        self.removed = max(self.removed, removed)
+        self.progress(removed, total)
+
+    def gone(self, store: SessionStoreClearer | None) -> int:
+        """What stays removed if the open work fails now."""
+        if store is not None and store.database_alias and self.before_final is not None:
+            return self.before_final
+        return self.removed
+
+
+def aftermath(removed: int) -> str:
+    """What a failed logout leaves behind, in the words of every failure message."""
+    if not removed:
+        return "Nobody was logged out and nothing was recorded."
+    return (
+        f"{counted(removed, 'session')} {'was' if removed == 1 else 'were'} removed before it "
+        "stopped, and nothing was recorded: the next release removes the rest and records the "
+        "logout."
+    )
+
+
 def _locked(
     holder: str,
     decide: Callable[[str], Plan],
@@ -129,37 +163,50 @@ def _locked(
     Where the database has a session-level lock, the bulk of a clear runs before the final
     transaction, in as many short transactions as the store needs, so that the live site never
     waits long; the final transaction removes what was saved meanwhile and records the logout.
-    A clear that stops part-way records nothing: the next release does it again.
+    A clear that stops part-way records nothing, and says what it removed: the next release does
+    it again.
     """
     alias = history_alias()
     metadata = dyno_metadata()
     triggered_by = f"{holder} {metadata.dyno}".strip()
     early = has_session_lock(alias)
-    with release_lock(alias):
-        # Timed from here: waiting for another command is not part of this one's work.
-        started = time.monotonic()
-        if early:
-            outcome, store = _decide_and_clear(alias, decide, progress, None)
-        with ExitStack() as stack:
-            stack.enter_context(transaction.atomic(using=alias))
-            hold_release_lock(alias, triggered_by)
-            if not early:
-                outcome, store = _decide_and_clear(alias, decide, progress, stack)
-            elif store is not None:
-                _join_transaction(stack, store, alias)
-                rest = store.finish(guarded=conf.is_guarded())
-                outcome.removed, outcome.notes = _added(outcome, rest)
-            outcome.seconds = time.monotonic() - started
-            plan = outcome.plan
-            if plan.action is not Action.NOTHING or kind is not None:
-                outcome.record = _record(alias, plan, outcome, kind, metadata, triggered_by)
-            if kind is None:  # a release step; a forced logout releases no marker values
-                _release_pair(alias, plan)
+    tally = Tally(progress or no_progress)
+    store: SessionStoreClearer | None = None
+    try:
+        with release_lock(alias):
+            # Timed from here: waiting for another command is not part of this one's work.
+            started = time.monotonic()
+            if early:
+                outcome, store = _decide_and_clear(alias, decide, tally, None)
+            with ExitStack() as stack:
+                stack.enter_context(transaction.atomic(using=alias))
+                tally.before_final = tally.removed
+                hold_release_lock(alias, triggered_by)
+                if not early:
+                    outcome, store = _decide_and_clear(alias, decide, tally, stack)
+                elif store is not None:
+                    _join_transaction(stack, store, alias)
+                    rest = store.finish(guarded=conf.is_guarded())
+                    outcome.removed, outcome.notes = _added(outcome, rest)
+                outcome.seconds = time.monotonic() - started
+                plan = outcome.plan
+                if plan.action is not Action.NOTHING or kind is not None:
+                    outcome.record = _record(alias, plan, outcome, kind, metadata, triggered_by)
+                if kind is None:  # a release step; a forced logout releases no marker values
+                    _release_pair(alias, plan)
+    except Terminated as error:
+        raise Terminated(f"{error} {aftermath(tally.gone(store))}") from error
+    except ReleaseError as error:
+        raise ReleaseError(f"{error} {aftermath(tally.gone(store))}") from error
+    except DatabaseError as error:
+        raise ReleaseError(
+            f"The database failed: {one_line(error)}. {aftermath(tally.gone(store))}"
+        ) from error
     return outcome
 
 
 def _decide_and_clear(
-    alias: str, decide: Callable[[str], Plan], progress: Progress | None, stack: ExitStack | None
+    alias: str, decide: Callable[[str], Plan], progress: Progress, stack: ExitStack | None
 ) -> tuple[Outcome, SessionStoreClearer | None]:
     """Decide, and clear if the plan says so; inside the final transaction given its stack."""
     plan = decide(alias)
@@ -171,14 +218,13 @@ def _decide_and_clear(
     if stack is not None:
         _join_transaction(stack, store, alias)
     try:
-        cleared = store.clear(progress or no_progress)
+        cleared = store.clear(progress)
     except (ReleaseError, DatabaseError):
         raise
     except Exception as error:  # a cache or file system that failed: say which, and stop
         raise ReleaseError(
             f"Removing sessions from {store.describe()} failed: {one_line(error)}. Check that "
-            "it is reachable (REDIS_URL, SESSION_FILE_PATH). Nobody was logged out and nothing "
-            "was recorded."
+            "it is reachable (REDIS_URL, SESSION_FILE_PATH)."
         ) from error
     outcome.removed, outcome.notes = cleared.removed, cleared.notes
     return outcome, store

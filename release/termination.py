@@ -15,10 +15,7 @@ class Terminated(ReleaseError):
 
 
 def _raise(signum: int, frame: FrameType | None) -> None:
-    raise Terminated(
-        "Stopped by SIGTERM before the logout was recorded: the open transaction was rolled "
-        "back and nothing was recorded. The next release does the logout again."
-    )
+    raise Terminated("Stopped by SIGTERM before the logout was recorded.")
 
 
 @contextmanager

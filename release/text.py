@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 
-def one_line(error: BaseException) -> str:
-    """An exception's message with its line breaks folded, for a one-line error."""
+def folded(error: BaseException) -> str:
+    """An exception's whole message on one line."""
     return " ".join(str(error).split())
+
+
+def one_line(error: BaseException) -> str:
+    """An exception's message with its line breaks folded and no closing full stop, for a
+    one-line error that goes on after it."""
+    return " ".join(str(error).split()).rstrip(".") or type(error).__name__
 
 
 def counted(number: int, noun: str, plural: str | None = None) -> str:

@@ -15,7 +15,7 @@ from io import StringIO
 import pytest
 from django.contrib.sessions.models import Session
 from django.core.management import CommandError, call_command
-from django.db import connection, connections
+from django.db import OperationalError, connection, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from pytest_django.fixtures import Settings
 
@@ -275,7 +275,7 @@ def test_fail_open_lets_the_release_out_with_a_loud_warning(
     warning = "WARNING: THE LOGOUT FAILED AND THIS RELEASE GOES OUT ANYWAY"
     assert warning in out.getvalue()
     assert warning in err.getvalue()
-    assert "the markers stay unapplied, so the next release tries again" in out.getvalue()
+    assert "The markers stay unapplied, so the next release tries again" in out.getvalue()
     assert recorded() == [(0, "install")]
     assert set(AppliedMarker.objects.values_list("value", flat=True)) == {"1"}
 
@@ -326,12 +326,14 @@ def test_a_database_that_does_not_answer_fails_within_the_connect_timeout() -> N
 
 def test_the_command_sets_a_connect_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PGCONNECT_TIMEOUT", raising=False)
+    def unreachable(self: object) -> None:
+        raise OperationalError("stop here")
+
     monkeypatch.setattr(
-        "release.management.commands.release.Command.connect",
-        lambda self: (_ for _ in ()).throw(CommandError("stop here")),
+        "django.db.backends.base.base.BaseDatabaseWrapper.ensure_connection", unreachable
     )
 
-    with pytest.raises(CommandError, match="stop here"):
+    with pytest.raises(CommandError, match="Cannot connect to database 'default': stop here"):
         call_command("release", stdout=StringIO())
 
     import os

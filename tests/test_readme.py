@@ -97,15 +97,24 @@ def test_exit_codes_are_documented() -> None:
     assert codes == ["0", "1", "2"]
 
 
-def test_dependencies_are_documented() -> None:
-    requirements = (ROOT / "requirements.txt").read_text().splitlines()
-    packages = {
+STACK_REQUIREMENTS = ["memcached", "channels", "stacks"]
+
+
+def requirements(path: str) -> set[str]:
+    lines = (ROOT / path).read_text().splitlines()
+    return {
         re.split(r"[<>=\[ ]", line)[0]
-        for line in requirements
-        if line.strip() and not line.startswith("#")
+        for line in lines
+        if line.strip() and not line.startswith(("#", "-r"))
     }
-    packages.discard("Django")
-    documented = {name.split("[")[0] for name in first_column(section("## Dependencies"))}
+
+
+def test_dependencies_are_documented() -> None:
+    packages = requirements("requirements.txt") - {"Django"}
+    for stack in STACK_REQUIREMENTS:
+        packages |= requirements(f"tests/requirements-{stack}.txt")
+    named = re.findall(r"^\| ((?:`[^`]+`(?:, )?)+) \|", section("## Dependencies"), re.MULTILINE)
+    documented = {name.split("[")[0] for cell in named for name in re.findall(r"`([^`]+)`", cell)}
 
     assert documented == packages
 

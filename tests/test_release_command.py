@@ -263,7 +263,7 @@ class TestFailures:
                 editor.alter_db_table(Session, "django_session_elsewhere", "django_session")
 
         message = str(excinfo.value)
-        assert message.startswith("The release step failed and was rolled back:")
+        assert message.startswith("The database failed:")
         assert "Nobody was logged out and nothing was recorded." in message
         assert "heroku releases:retry" in message
         assert history() == [("install", 0, False)]

@@ -4,17 +4,19 @@ import json
 from argparse import ArgumentParser
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
-from django.db import DatabaseError
+from django.core.management.base import CommandError
 
 from release.apply import force_logout
 from release.exceptions import ReleaseError
+from release.management.base import ReleaseCommand
 from release.report import ProgressReport, log_outcome, outcome_json, outcome_lines
 from release.termination import stopping_on_sigterm
-from release.text import one_line
+from release.text import folded
 
 
-class Command(BaseCommand):
+class Command(ReleaseCommand):
+    retry = "Fix the cause and run the command again."
+
     help = "Log everyone out now, without changing a marker, and record the reason in the history."
 
     def add_arguments(self, parser: ArgumentParser) -> None:
@@ -37,17 +39,13 @@ class Command(BaseCommand):
             answer = input("This logs every user out now. Type 'yes' to continue: ")
             if answer.strip().lower() != "yes":
                 raise CommandError("Cancelled: nobody was logged out.")
+        self.connect_and_check(options)
         try:
             with stopping_on_sigterm():
                 chatter = self.stderr if options["json"] else self.stdout
                 outcome = force_logout(options["reason"], progress=ProgressReport(chatter.write))
         except ReleaseError as error:
-            raise CommandError(one_line(error)) from error
-        except DatabaseError as error:
-            raise CommandError(
-                f"The logout failed and was rolled back: {one_line(error)}. Nobody was logged "
-                "out and nothing was recorded. Fix the cause and run the command again."
-            ) from error
+            raise CommandError(f"{folded(error)} {self.retry}") from error
         log_outcome(outcome)
         if options["json"]:
             self.stdout.write(json.dumps(outcome_json(outcome), indent=2))

@@ -1,18 +1,17 @@
 from __future__ import annotations
 
 import json
-import os
 from argparse import ArgumentParser
 from typing import Any
 
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError
-from django.db import DatabaseError, connections
+from django.core.management.base import CommandError, SystemCheckError
+from django.db import DatabaseError
 
 from release.apply import apply_release, preview_release
 from release.conf import FAIL_OPEN_SETTING, fail_open
 from release.exceptions import ReleaseError
-from release.plan import history_alias
+from release.management.base import RETRY, ReleaseCommand
 from release.report import (
     JSON_VERSION,
     ProgressReport,
@@ -22,15 +21,10 @@ from release.report import (
     outcome_lines,
 )
 from release.termination import Terminated, stopping_on_sigterm
-from release.text import one_line
-
-RETRY = "Fix the cause, then deploy again or run `heroku releases:retry`."
-# Seconds libpq waits for a PostgreSQL connection, unless the environment says otherwise: a
-# database that does not answer fails the release in seconds, not in the dyno's hour.
-CONNECT_TIMEOUT = 10
+from release.text import folded, one_line
 
 
-class Command(BaseCommand):
+class Command(ReleaseCommand):
     help = (
         "The release phase: migrate, then log everyone out if FORCE_LOGOUT_VERSION or "
         "FORCE_LOGOUT_ON_DEPLOY has a value this database has never applied."
@@ -61,34 +55,24 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        os.environ.setdefault("PGCONNECT_TIMEOUT", str(CONNECT_TIMEOUT))
         dry_run: bool = options["dry_run"]
         self.as_json: bool = options["json"]
         # With --json, stdout holds the document alone.
         self.chatter = self.stderr if self.as_json else self.stdout
         try:
             with stopping_on_sigterm():
-                self.connect()
+                self.connect_and_check(options)
                 if not options["skip_migrate"]:
                     self.migrate(dry_run=dry_run, verbosity=options["verbosity"])
                 self.release(dry_run=dry_run, logout_on_install=options["logout_on_install"])
+        except SystemCheckError:
+            raise  # Django prints the checks' own report
         except CommandError as error:
             logger.error("%s", error)
             raise
         except Terminated as error:
             logger.error("%s", error)
             raise CommandError(str(error)) from error
-
-    def connect(self) -> None:
-        alias = history_alias()
-        try:
-            connections[alias].ensure_connection()
-        except DatabaseError as error:
-            raise CommandError(
-                f"Cannot connect to database {alias!r}: {one_line(error)}. Check DATABASE_URL "
-                f"and that the database is running. Nobody was logged out and nothing was "
-                f"recorded. {RETRY}"
-            ) from error
 
     def migrate(self, *, dry_run: bool, verbosity: int) -> None:
         try:
@@ -115,11 +99,11 @@ class Command(BaseCommand):
             raise
         except (ReleaseError, DatabaseError) as error:
             if isinstance(error, ReleaseError):
-                message = f"{one_line(error)} {RETRY}"
+                message = f"{folded(error)} {RETRY}"
             else:
                 message = (
-                    f"The release step failed and was rolled back: {one_line(error)}. Nobody "
-                    f"was logged out and nothing was recorded. {RETRY}"
+                    f"The release step failed: {one_line(error)}. Nobody was logged out and "
+                    f"nothing was recorded. {RETRY}"
                 )
             if dry_run or not fail_open():
                 raise CommandError(message) from error
@@ -135,8 +119,8 @@ class Command(BaseCommand):
     def fail_open(self, message: str) -> None:
         warning = (
             f"WARNING: THE LOGOUT FAILED AND THIS RELEASE GOES OUT ANYWAY, because "
-            f"{FAIL_OPEN_SETTING} is True. Nobody was logged out; the markers stay unapplied, "
-            f"so the next release tries again. {message}"
+            f"{FAIL_OPEN_SETTING} is True. The markers stay unapplied, so the next release "
+            f"tries again. {message}"
         )
         logger.warning("%s", warning)
         self.stderr.write(warning)

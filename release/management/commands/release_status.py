@@ -4,10 +4,11 @@ import json
 from argparse import ArgumentParser
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from release.apply import preview_release
 from release.exceptions import ReleaseError
+from release.management.base import ReleaseCommand
 from release.models import Logout
 from release.plan import history_alias, is_installed
 from release.report import (
@@ -19,7 +20,7 @@ from release.report import (
 )
 
 
-class Command(BaseCommand):
+class Command(ReleaseCommand):
     help = "Show the logouts this database has applied and what the next release would do."
 
     def add_arguments(self, parser: ArgumentParser) -> None:
@@ -31,6 +32,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        self.connect_and_check(options)
         if options["json"]:
             self.stdout.write(json.dumps(self.document(options["limit"]), indent=2))
             return
