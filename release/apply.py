@@ -29,6 +29,7 @@ from release.stores import Cleared, SessionStoreClearer, store_for_engine
 from release.tables import Progress, no_progress
 from release.termination import Terminated
 from release.text import counted, one_line
+from release.vendors import unsupported_database
 
 
 @dataclass
@@ -167,6 +168,9 @@ def _locked(
     it again.
     """
     alias = history_alias()
+    problem = unsupported_database(alias)
+    if problem is not None:
+        raise ReleaseError(f"{problem} {aftermath(0)}")
     metadata = dyno_metadata()
     triggered_by = f"{holder} {metadata.dyno}".strip()
     early = has_session_lock(alias)

@@ -12,6 +12,8 @@ from release import conf
 from release.exceptions import SessionModelMissing, UnsupportedEngine
 from release.markers import CODE_MARKER_SETTING, InvalidMarker, current_markers
 from release.stores import store_for_engine
+from release.text import one_line, shown
+from release.vendors import unsupported_database
 
 USE_GUARD = (
     f"Set SESSION_ENGINE = {conf.GUARD_ENGINE!r} and {conf.STORAGE_ENGINE_SETTING} to the "
@@ -23,6 +25,28 @@ def register() -> None:
     checks.register(check_code_marker, "release")
     checks.register(check_session_engine, "release")
     checks.register(check_fail_open, "release")
+    checks.register(check_database_vendor, "release", checks.Tags.database)
+
+
+def check_database_vendor(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """Oracle's MySQL is not MariaDB: the clear uses MariaDB's syntax (NOWAIT, SET STATEMENT)."""
+    problems: list[checks.CheckMessage] = []
+    for alias in databases or []:
+        problem = unsupported_database(alias)
+        if problem is not None:
+            problems.append(
+                checks.Error(
+                    problem,
+                    hint=(
+                        "Use MariaDB, PostgreSQL or SQLite for the database that keeps the "
+                        "sessions and the release history; MySQL is not supported."
+                    ),
+                    id="release.E006",
+                )
+            )
+    return problems
 
 
 def check_fail_open(**kwargs: Any) -> list[checks.CheckMessage]:
@@ -136,7 +160,7 @@ def check_session_engine(**kwargs: Any) -> list[checks.CheckMessage]:
 def _guarded_engine_problem() -> str | None:
     engine = conf.guarded_engine_setting()
     if not isinstance(engine, str) or not engine:
-        return f"{conf.STORAGE_ENGINE_SETTING} must be a dotted path, not {engine!r}."
+        return f"{conf.STORAGE_ENGINE_SETTING} must be a dotted path, not {shown(engine)}."
     if engine == conf.GUARD_ENGINE:
         return (
             f"{conf.STORAGE_ENGINE_SETTING} is {engine!r}, the guard itself: the guard needs "
@@ -144,8 +168,9 @@ def _guarded_engine_problem() -> str | None:
         )
     try:
         import_module(engine).SessionStore  # noqa: B018
-    except (ImportError, AttributeError) as error:
-        return f"{conf.STORAGE_ENGINE_SETTING} {engine!r} cannot be imported: {error}."
+    except (ImportError, AttributeError, ValueError, TypeError) as error:
+        # ValueError, TypeError: a path such as "." or one with a NUL in it.
+        return f"{conf.STORAGE_ENGINE_SETTING} {engine!r} cannot be imported: {one_line(error)}."
     except RuntimeError:
         return None  # its models' app is not installed: release.E005 says so
     return None

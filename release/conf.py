@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.conf import settings
 
+from release.text import shown
+
 FAIL_OPEN_SETTING = "FORCE_LOGOUT_FAIL_OPEN"
 STORAGE_ENGINE_SETTING = "RELEASE_SESSION_ENGINE"
 SESSION_MODEL_SETTING = "RELEASE_SESSION_MODEL"
@@ -22,7 +24,7 @@ def fail_open_problem() -> str | None:
     value = getattr(settings, FAIL_OPEN_SETTING, False)
     if isinstance(value, bool):
         return None
-    return f"{FAIL_OPEN_SETTING} must be True or False, not {value!r}."
+    return f"{FAIL_OPEN_SETTING} must be True or False, not {shown(value)}."
 
 
 def is_guarded() -> bool:

@@ -13,6 +13,8 @@ from typing import Any, overload
 
 from django.conf import settings
 
+from release.text import shown
+
 CODE_MARKER_SETTING = "FORCE_LOGOUT_VERSION"
 CONFIG_MARKER_VAR = "FORCE_LOGOUT_ON_DEPLOY"
 
@@ -58,13 +60,19 @@ def normalise_code_marker(value: Any) -> str | None:
     """
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise InvalidMarker(
-            f"{CODE_MARKER_SETTING} must be an int or a non-empty str, not {value!r} "
+            f"{CODE_MARKER_SETTING} must be an int or a non-empty str, not {shown(value)} "
             f"({type(value).__name__})."
         )
-    text = str(value).strip()
+    try:
+        text = str(value).strip()
+    except ValueError as error:  # an int with more digits than Python turns into text
+        raise InvalidMarker(
+            f"{CODE_MARKER_SETTING} is an int of {int(value).bit_length():,} bits, too long to store "
+            "as text; it must be an int or a non-empty str of a sensible length."
+        ) from error
     if not text:
         raise InvalidMarker(
-            f"{CODE_MARKER_SETTING} must be an int or a non-empty str, not {value!r}."
+            f"{CODE_MARKER_SETTING} must be an int or a non-empty str, not {shown(value)}."
         )
     return text
 

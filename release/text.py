@@ -17,3 +17,12 @@ def one_line(error: BaseException) -> str:
 def counted(number: int, noun: str, plural: str | None = None) -> str:
     """`1 session`, `2,000 sessions`."""
     return f"{number:,} {noun if number == 1 else plural or noun + 's'}"
+
+
+def shown(value: object) -> str:
+    """`repr(value)` for a message, also for an int too long to be shown in full."""
+    try:
+        return repr(value)
+    except ValueError:  # more digits than Python turns into text
+        bits = value.bit_length() if isinstance(value, int) else 0
+        return f"<an int of {bits:,} bits>"

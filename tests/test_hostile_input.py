@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from io import StringIO
 
 import pytest
 from django.contrib.sessions.models import Session
+from django.core.management import CommandError, call_command
 from django.db import transaction
 from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hypothesis_settings
@@ -136,3 +138,79 @@ def test_distinct_marker_pairs_have_distinct_digests(a: str | None, b: str | Non
     assert Markers(code=a, config=None).digest != Markers(code=b, config=None).digest
     assert Markers(code=None, config=a).digest != Markers(code=None, config=b).digest
     assert Markers(code=a, config=b).digest != Markers(code=b, config=a).digest
+
+
+ANY_VALUE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.just(10**5000),
+    st.floats(),
+    st.text(),
+    st.binary(max_size=8),
+    st.lists(st.integers(), max_size=2),
+    st.sampled_from(
+        [
+            "release.sessions",
+            "django.contrib.sessions.backends.base",
+            "django.contrib.sessions.backends.db",
+            "django.contrib.sessions.backends.signed_cookies",
+            "tests.unknown_engine",
+            ".",
+            "os",
+            "no.such.engine",
+        ]
+    ),
+)
+
+
+@pytest.mark.django_db
+@hypothesis_settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    version=ANY_VALUE,
+    on_deploy=st.one_of(st.none(), ENV_TEXT),
+    engine=ANY_VALUE,
+    fail_open=ANY_VALUE,
+)
+@example(
+    version=10**5000, on_deploy=None, engine="django.contrib.sessions.backends.db", fail_open=False
+)
+def test_no_setting_value_ends_in_a_traceback(
+    installed: None,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    version: object,
+    on_deploy: str | None,
+    engine: object,
+    fail_open: object,
+) -> None:
+    """Whatever the four settings hold, the release ends in its summary or in one clear error
+    (a system check, or a CommandError), never in another exception."""
+    with rolled_back():
+        settings.FORCE_LOGOUT_VERSION = version
+        settings.RELEASE_SESSION_ENGINE = engine
+        settings.FORCE_LOGOUT_FAIL_OPEN = fail_open
+        if on_deploy is None:
+            monkeypatch.delenv(CONFIG_MARKER_VAR, raising=False)
+        else:
+            monkeypatch.setenv(CONFIG_MARKER_VAR, on_deploy)
+        out = StringIO()
+        failure = ""
+        try:
+            call_command("release", "--skip-migrate", skip_checks=False, stdout=out, stderr=out)
+        except CommandError as error:
+            failure = str(error)
+        assert failure.strip() or "Decision:" in out.getvalue()
+
+
+def test_an_int_too_long_to_show_is_a_check_error(settings: Settings) -> None:
+    settings.FORCE_LOGOUT_VERSION = 10**5000
+
+    errors = check_code_marker()
+
+    assert [error.id for error in errors] == ["release.E001"]
+    assert "is an int of 16,610 bits, too long to store as text" in errors[0].msg

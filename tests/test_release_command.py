@@ -14,7 +14,7 @@ from pytest_django.fixtures import Settings
 
 from release.locking import has_session_lock
 from release.models import AppliedMarker, Logout, ReleaseEpoch
-from tests.conftest import make_sessions, release
+from tests.conftest import make_sessions, release, vendor
 
 
 def history() -> list[tuple[str, int, bool]]:
@@ -468,3 +468,25 @@ def test_records_dyno_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
     assert record.release_version == "v42"
     assert record.slug_commit == "0123456789abcdef0123456789abcdef01234567"
     assert record.triggered_by == "release release.1234"
+
+
+@pytest.mark.skipif(vendor() != "mysql", reason="needs MariaDB, to be taken for Oracle's MySQL")
+@pytest.mark.django_db
+def test_oracle_mysql_is_refused_before_anything_is_removed(
+    installed: None, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No MySQL server is packaged here: MariaDB stands for one, as Django tells them apart."""
+    monkeypatch.setattr(connection, "mysql_is_mariadb", False)
+    make_sessions(2)
+    settings.FORCE_LOGOUT_VERSION = 2
+
+    with pytest.raises(CommandError, match=r"release\.E006") as checked:
+        call_command("release", "--skip-migrate", skip_checks=False, stdout=StringIO())
+    with pytest.raises(CommandError) as released:
+        release()
+
+    assert "is MySQL" in str(checked.value)
+    assert "not MariaDB" in str(released.value)
+    assert "Nobody was logged out and nothing was recorded." in str(released.value)
+    assert Session.objects.count() == 2
+    assert history() == [("install", 0, False)]
