@@ -104,6 +104,22 @@ class TestForceLogout:
         release()  # the new code marker still logs out on the next release
         assert Session.objects.count() == 0
 
+    def test_other_marker_values_do_not_change_what_status_calls_previous(
+        self, installed: None, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """From a laptop with other values: the markers the last release ran with stay the
+        previous ones."""
+        with monkeypatch.context() as laptop:
+            laptop.setenv("FORCE_LOGOUT_ON_DEPLOY", "laptop")
+            settings.FORCE_LOGOUT_VERSION = 99
+            force("--reason", "x", "--no-input")
+        settings.FORCE_LOGOUT_VERSION = 1
+
+        output = status()
+
+        assert "FORCE_LOGOUT_VERSION: '1' (unchanged)" in output
+        assert "FORCE_LOGOUT_ON_DEPLOY: unset (unchanged)" in output
+
     def test_asks_for_confirmation(self, installed: None, monkeypatch: pytest.MonkeyPatch) -> None:
         make_sessions(2)
         monkeypatch.setattr("builtins.input", lambda prompt: "no")
