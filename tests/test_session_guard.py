@@ -31,6 +31,7 @@ from django.utils.module_loading import import_string
 from pytest_django.fixtures import Settings
 
 import release.guard as guard
+from release import cache_keys
 from release.guard import Stamp, forget_process_stamp, process_stamp, stamp_of_key
 from release.models import AppliedMarker, Logout, ReleaseEpoch
 from tests.conftest import CACHE, CACHED_DB, COOKIES, CUSTOM, DB, FILE, needs_redis, release
@@ -65,14 +66,16 @@ def engine(request: pytest.FixtureRequest, settings: Settings) -> Iterator[str]:
     name, cache_alias = request.param
     settings.RELEASE_SESSION_ENGINE = name
     settings.SESSION_CACHE_ALIAS = cache_alias
+    prefix = f"test-{uuid.uuid4().hex[:8]}"
     caches_config = {**settings.CACHES}
-    caches_config[cache_alias] = {
-        **caches_config[cache_alias],
-        "KEY_PREFIX": f"test-{uuid.uuid4().hex[:8]}",
-    }
+    caches_config[cache_alias] = {**caches_config[cache_alias], "KEY_PREFIX": prefix}
     settings.CACHES = caches_config
     yield name
-    caches[cache_alias].clear() if cache_alias == "locmem" else None
+    client = cache_keys.redis_client(caches[cache_alias])
+    if client is None:
+        caches[cache_alias].clear()
+    else:  # the Redis database is shared: only this test's keys go
+        cache_keys.unlink_matching(client, cache_keys.glob_escape(prefix) + "*")
 
 
 @pytest.fixture
