@@ -326,6 +326,7 @@ def test_a_database_that_does_not_answer_fails_within_the_connect_timeout() -> N
 
 def test_the_command_sets_a_connect_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PGCONNECT_TIMEOUT", raising=False)
+
     def unreachable(self: object) -> None:
         raise OperationalError("stop here")
 
