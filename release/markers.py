@@ -67,8 +67,8 @@ def normalise_code_marker(value: Any) -> str | None:
         text = str(value).strip()
     except ValueError as error:  # an int with more digits than Python turns into text
         raise InvalidMarker(
-            f"{CODE_MARKER_SETTING} is an int of {int(value).bit_length():,} bits, too long to store "
-            "as text; it must be an int or a non-empty str of a sensible length."
+            f"{CODE_MARKER_SETTING} is an int of {int(value).bit_length():,} bits, too long to "
+            "store as text; it must be an int or a non-empty str of a sensible length."
         ) from error
     if not text:
         raise InvalidMarker(
