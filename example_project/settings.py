@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import dj_database_url
 
@@ -23,17 +24,26 @@ def env_flag(name: str, default: bool) -> bool:
 # Heroku sets DYNO on every dyno; Heroku CI sets CI, and runs over plain HTTP.
 IS_HEROKU_APP = "DYNO" in os.environ and "CI" not in os.environ
 
-# Heroku gets a real key from app.json's `secret` generator. A dyno without one fails every
-# request that signs something (ImproperlyConfigured) rather than sign with a public key.
-# Locally a fixed development key lets every gunicorn worker read the sessions the others made.
+# Production mode: DEBUG off, a required secret key, HTTPS only behind the platform's proxy (at
+# the end of this file). On Heroku by default; elsewhere DJANGO_PRODUCTION=1, as the files in
+# docs/platforms set it.
+PRODUCTION = env_flag("DJANGO_PRODUCTION", default=IS_HEROKU_APP)
+
+# Heroku gets a real key from app.json's `secret` generator. In production a process without one
+# fails every request that signs something (ImproperlyConfigured) rather than sign with a public
+# key. Locally a fixed development key lets every gunicorn worker read the others' sessions.
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or (
-    "" if IS_HEROKU_APP else "django-insecure-local-development-key-do-not-use-in-production"
+    "" if PRODUCTION else "django-insecure-local-development-key-do-not-use-in-production"
 )
 
-DEBUG = env_flag("DEBUG", default=not IS_HEROKU_APP)
+DEBUG = env_flag("DEBUG", default=not PRODUCTION)
 
-# Heroku's router checks the Host header before the request reaches the dyno.
-ALLOWED_HOSTS = ["*"] if IS_HEROKU_APP else [".localhost", "127.0.0.1", "[::1]", "0.0.0.0"]
+# DJANGO_ALLOWED_HOSTS: the host names the site answers to, comma-separated. Unset, any host in
+# production, where the router (Heroku's) checks the Host header before the request reaches the
+# process; locally the loopback names.
+ALLOWED_HOSTS = [
+    host.strip() for host in os.environ.get("DJANGO_ALLOWED_HOSTS", "").split(",") if host.strip()
+] or (["*"] if PRODUCTION else [".localhost", "127.0.0.1", "[::1]", "0.0.0.0"])
 
 # The code marker: bump it in the commit whose fix needs everyone to sign in again.
 FORCE_LOGOUT_VERSION = 1
@@ -86,13 +96,19 @@ TEMPLATES = [
 WSGI_APPLICATION = "example_project.wsgi.application"
 
 # DATABASE_URL comes from Heroku Postgres; without it, SQLite next to manage.py.
+database_url = os.environ.get("DATABASE_URL", "")
 DATABASES = {
     "default": dj_database_url.config(
         default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
         # Keep connections open between requests, and check them before reuse.
         conn_max_age=600,
         conn_health_checks=True,
-        ssl_require=IS_HEROKU_APP and os.environ.get("DATABASE_URL", "").startswith("postgres"),
+        # DATABASE_SSL_REQUIRE: TLS to PostgreSQL (sslmode=require). On by default on Heroku,
+        # whose Postgres requires it, and nowhere else. An sslmode that DATABASE_URL gives itself
+        # (verify-full, say) is kept as it is.
+        ssl_require=env_flag("DATABASE_SSL_REQUIRE", default=IS_HEROKU_APP)
+        and database_url.startswith("postgres")
+        and "sslmode" not in parse_qs(urlsplit(database_url).query),
     ),
 }
 
@@ -141,9 +157,9 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "home"
 
-if IS_HEROKU_APP:
-    # Heroku's router terminates TLS and says so in X-Forwarded-Proto. Locally the site runs
-    # over plain HTTP, where secure cookies would never be sent back.
+if PRODUCTION:
+    # The platform's router (Heroku's) terminates TLS and says so in X-Forwarded-Proto. Locally
+    # the site runs over plain HTTP, where secure cookies would never be sent back.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = True
     SESSION_COOKIE_SECURE = True

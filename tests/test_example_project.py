@@ -27,8 +27,11 @@ STATUS = re.compile(r'<p id="status">(.*?)</p>', re.DOTALL)
 # What a child process must not inherit when it reads the settings from a given environment.
 SETTINGS_ENV = (
     "CI",
+    "DATABASE_SSL_REQUIRE",
     "DATABASE_URL",
     "DEBUG",
+    "DJANGO_ALLOWED_HOSTS",
+    "DJANGO_PRODUCTION",
     "DJANGO_SECRET_KEY",
     "DJANGO_SETTINGS_MODULE",
     "DYNO",

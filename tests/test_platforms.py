@@ -1,15 +1,13 @@
 """The deployment files in docs/platforms run the release step where each platform runs it before
-the new version serves, and the root Procfile's web command (parsed, not copied)."""
+the new version serves, and the root Procfile's web command (parsed, not copied), with the example
+settings' own variables for production mode, allowed hosts and TLS to the database: none of them
+pretends to be Heroku. tests/test_platform_runs.py runs them."""
 
 from __future__ import annotations
 
 import json
 import re
-import shlex
-import tomllib
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -17,126 +15,63 @@ import yaml
 from release.locking import LOCK_WAIT_SECONDS
 from tests.conftest import ROOT
 from tests.procfile import procfile
+from tests.recipes import (
+    DATABASE_URL,
+    DOCKERFILE,
+    DOKKU,
+    EB_CONFIG,
+    EB_PROCFILE,
+    HELM,
+    MARKER,
+    PLATFORMS,
+    RAILWAY,
+    RELEASE_ENV,
+    RELEASE_JOB,
+    RELEASE_STEPS,
+    RENDER,
+    RUN_PLATFORMS,
+    SECRET_KEY,
+    WEB,
+    WEB_COMMANDS,
+    WEB_ENV,
+    Secrets,
+    argv,
+    dockerfile_instructions,
+    dokku_config_sets,
+    eb_command,
+    eb_config,
+    eb_release,
+    env_of,
+    fly,
+    helm_kind,
+    helm_values,
+    is_on,
+    load_yaml,
+    only_container,
+    railway_variables,
+    render_template,
+    render_web,
+    requires_tls,
+    seconds,
+    section,
+    settings_variables,
+)
 
-PLATFORMS = ROOT / "docs" / "platforms"
-RENDER = PLATFORMS / "render" / "render.yaml"
-FLY = PLATFORMS / "fly" / "fly.toml"
-RAILWAY = PLATFORMS / "railway" / "railway.json"
-DOKKU = PLATFORMS / "dokku.md"
-HELM = PLATFORMS / "kubernetes" / "helm"
-RELEASE_JOB = HELM / "templates" / "release-job.yaml"
-WEB = HELM / "templates" / "web.yaml"
-EB_CONFIG = PLATFORMS / "elastic-beanstalk" / ".ebextensions" / "release.config"
-EB_PROCFILE = PLATFORMS / "elastic-beanstalk" / "Procfile"
-DOCKERFILE = PLATFORMS / "Dockerfile"
-
-TEMPLATE = re.compile(r"\{\{\s*(.*?)\s*\}\}")
-DURATION_PART = re.compile(r"(\d+)([hms])")
-EB_VENV = "source /var/app/venv/*/bin/activate && "
-
-
-def argv(command: str | list[str]) -> list[str]:
-    """A command as its words, whether a platform takes a string or a list."""
-    return shlex.split(command) if isinstance(command, str) else list(command)
-
-
-def load_yaml(path: Path) -> Any:
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
-
-
-def load_yaml_all(path: Path) -> list[Any]:
-    return list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
-
-
-def render_web() -> dict[str, Any]:
-    webs = [s for s in load_yaml(RENDER)["services"] if s["type"] == "web"]
-    assert len(webs) == 1
-    service: dict[str, Any] = webs[0]
-    return service
-
-
-def fly() -> dict[str, Any]:
-    with FLY.open("rb") as file:
-        return tomllib.load(file)
-
-
-def railway_deploy() -> dict[str, Any]:
-    deploy: dict[str, Any] = json.loads(RAILWAY.read_text(encoding="utf-8"))["deploy"]
-    return deploy
-
-
-def helm_kind(path: Path, kind: str) -> dict[str, Any]:
-    documents = [d for d in load_yaml_all(path) if d["kind"] == kind]
-    assert len(documents) == 1
-    document: dict[str, Any] = documents[0]
-    return document
-
-
-def only_container(workload: dict[str, Any]) -> dict[str, Any]:
-    containers = workload["spec"]["template"]["spec"]["containers"]
-    assert len(containers) == 1
-    container: dict[str, Any] = containers[0]
-    return container
-
-
-def eb_release() -> dict[str, Any]:
-    command: dict[str, Any] = load_yaml(EB_CONFIG)["container_commands"]["01_release"]
-    return command
-
-
-def eb_command(command: str) -> str:
-    """The command after the platform's virtualenv activation."""
-    assert command.startswith(EB_VENV), command
-    return command.removeprefix(EB_VENV)
-
-
-def dockerfile_cmd() -> list[str]:
-    lines = [line for line in DOCKERFILE.read_text().splitlines() if line.startswith("CMD ")]
-    assert len(lines) == 1
-    cmd: list[str] = json.loads(lines[0].removeprefix("CMD "))
-    return cmd
-
-
-def seconds(duration: str) -> int:
-    """A Go duration such as "15m" or "1h30m", as flyctl reads it."""
-    parts = DURATION_PART.findall(duration)
-    assert "".join(n + unit for n, unit in parts) == duration, duration
-    return sum(int(n) * {"h": 3600, "m": 60, "s": 1}[unit] for n, unit in parts)
-
-
-def env_of(container: dict[str, Any]) -> dict[str, str]:
-    return {item["name"]: item["value"] for item in container["env"]}
-
-
-# Where each platform keeps the command it runs after the build and before the new version serves.
-RELEASE_STEPS: dict[str, Callable[[], str | list[str]]] = {
-    "render": lambda: render_web()["preDeployCommand"],
-    "fly": lambda: fly()["deploy"]["release_command"],
-    "railway": lambda: railway_deploy()["preDeployCommand"][0],
-    "dokku": lambda: procfile()["release"],
-    "kubernetes": lambda: only_container(helm_kind(RELEASE_JOB, "Job"))["command"],
-    "elastic-beanstalk": lambda: eb_command(eb_release()["command"]),
-}
-
-# Where each platform keeps the web process's command.
-WEB_COMMANDS: dict[str, Callable[[], str | list[str]]] = {
-    "render": lambda: render_web()["startCommand"],
-    "fly": lambda: fly()["processes"]["app"],
-    "railway": lambda: railway_deploy()["startCommand"],
-    "kubernetes": lambda: only_container(helm_kind(WEB, "Deployment"))["command"],
-    "elastic-beanstalk": lambda: procfile(EB_PROCFILE)["web"],
-    "image": dockerfile_cmd,
-}
-
-# Each file's copy of the example settings' switch to production (see test_dyno_*).
-DYNO_VALUES: dict[str, Callable[[], str]] = {
-    "render": lambda: {e["key"]: e for e in render_web()["envVars"]}["DYNO"]["value"],
-    "fly": lambda: fly()["env"]["DYNO"],
-    "kubernetes-job": lambda: env_of(only_container(helm_kind(RELEASE_JOB, "Job")))["DYNO"],
-    "kubernetes-web": lambda: env_of(only_container(helm_kind(WEB, "Deployment")))["DYNO"],
-    "elastic-beanstalk": lambda: load_yaml(EB_CONFIG)["option_settings"][
-        "aws:elasticbeanstalk:application:environment"
-    ]["DYNO"],
+SECRETS = Secrets(database_url="postgres://u:p@db.internal:5432/d", secret_key="s" * 50)
+# What a platform sets by itself, or what the release command reads, rather than the settings.
+NOT_SETTINGS = {"PORT", "RAILWAY_PUBLIC_DOMAIN", MARKER}
+# The recipes whose database requires TLS: RDS for PostgreSQL (Elastic Beanstalk) and, by the
+# chart's default, the Kubernetes one. Render, Fly.io and Railway reach theirs on a private
+# network that does not require it; dokku-postgres offers none.
+REQUIRE_TLS = {"kubernetes", "elastic-beanstalk"}
+# The section of docs/platforms/README.md for each platform.
+SECTIONS = {
+    "render": "Render",
+    "fly": "Fly.io",
+    "railway": "Railway",
+    "dokku": "Dokku",
+    "kubernetes": "Kubernetes (Helm)",
+    "elastic-beanstalk": "Elastic Beanstalk",
 }
 
 
@@ -157,16 +92,48 @@ def test_web_process_runs_the_procfile_web_command(platform: str) -> None:
     assert argv(WEB_COMMANDS[platform]()) == argv(procfile()["web"])
 
 
-@pytest.mark.parametrize("platform", DYNO_VALUES)
-def test_dyno_is_set_for_the_example_settings(platform: str) -> None:
-    assert DYNO_VALUES[platform]().strip()
+class TestEnvironment:
+    """What each recipe sets for the example settings, with the operator's secrets."""
 
+    @pytest.mark.parametrize("platform", RUN_PLATFORMS)
+    @pytest.mark.parametrize("step", ["release", "web"])
+    def test_production_mode_without_dyno(self, platform: str, step: str) -> None:
+        env = {"release": RELEASE_ENV, "web": WEB_ENV}[step][platform](SECRETS, None)
 
-def test_dyno_is_what_the_example_settings_switch_on() -> None:
-    """The reason the files set DYNO; if the settings change, so must the files and README."""
-    settings = (ROOT / "example_project" / "settings.py").read_text()
+        assert "DYNO" not in env
+        assert is_on(env["DJANGO_PRODUCTION"])
+        assert env[DATABASE_URL] == SECRETS.database_url
+        assert env[SECRET_KEY] == SECRETS.secret_key
 
-    assert 'IS_HEROKU_APP = "DYNO" in os.environ' in settings
+    @pytest.mark.parametrize("platform", RUN_PLATFORMS)
+    def test_every_variable_is_one_the_settings_read(self, platform: str) -> None:
+        names = set(RELEASE_ENV[platform](SECRETS, "m")) | set(WEB_ENV[platform](SECRETS, "m"))
+
+        assert names - NOT_SETTINGS - settings_variables() == set()
+
+    @pytest.mark.parametrize("platform", RUN_PLATFORMS)
+    def test_the_config_marker_reaches_both_steps(self, platform: str) -> None:
+        marker = "2026-11-25-incident"
+
+        assert RELEASE_ENV[platform](SECRETS, marker)[MARKER] == marker
+        assert WEB_ENV[platform](SECRETS, marker)[MARKER] == marker
+        assert not RELEASE_ENV[platform](SECRETS, None).get(MARKER, "").strip()
+
+    def test_tls_to_the_database_where_the_platform_requires_it(self) -> None:
+        requiring = {platform for platform in RUN_PLATFORMS if requires_tls(platform)}
+
+        assert requiring == REQUIRE_TLS
+        for platform in RUN_PLATFORMS:
+            release = RELEASE_ENV[platform](SECRETS, None).get("DATABASE_SSL_REQUIRE")
+            assert WEB_ENV[platform](SECRETS, None).get("DATABASE_SSL_REQUIRE") == release
+
+    def test_no_file_sets_dyno(self) -> None:
+        """Not even in a form the parsers above do not read: DYNO is Heroku's alone."""
+        for path in PLATFORMS.rglob("*"):
+            if path.is_file() and path.suffix != ".md":
+                assert "DYNO" not in path.read_text(encoding="utf-8"), path
+        for path in PLATFORMS.rglob("*.md"):
+            assert not re.search(r"\bDYNO=", path.read_text(encoding="utf-8")), path
 
 
 class TestRender:
@@ -181,6 +148,11 @@ class TestRender:
         assert env["DATABASE_URL"]["fromDatabase"]["property"] == "connectionString"
         assert env["DJANGO_SECRET_KEY"] == {"key": "DJANGO_SECRET_KEY", "generateValue": True}
         assert env["FORCE_LOGOUT_ON_DEPLOY"] == {"key": "FORCE_LOGOUT_ON_DEPLOY", "sync": False}
+        assert env["DJANGO_PRODUCTION"] == {"key": "DJANGO_PRODUCTION", "value": "1"}
+        # Render's proxy routes only the service's own domains to it; the internal database URL
+        # is on Render's private network, where TLS is not required.
+        assert "DJANGO_ALLOWED_HOSTS" not in env
+        assert "DATABASE_SSL_REQUIRE" not in env
 
     def test_build_collects_static_files(self) -> None:
         assert "collectstatic --no-input" in render_web()["buildCommand"]
@@ -202,6 +174,12 @@ class TestFly:
     def test_builds_the_shared_dockerfile_from_the_root(self) -> None:
         assert ROOT / fly()["build"]["dockerfile"] == DOCKERFILE
 
+    def test_allows_the_apps_own_host(self) -> None:
+        assert fly()["env"]["DJANGO_ALLOWED_HOSTS"] == f"{fly()['app']}.fly.dev"
+
+    def test_readme_sets_the_secrets(self) -> None:
+        assert "fly secrets set DATABASE_URL=... DJANGO_SECRET_KEY=..." in section("Fly.io")
+
 
 class TestRailway:
     def test_schema_and_shape(self) -> None:
@@ -211,6 +189,19 @@ class TestRailway:
         # A list of strings, as Railway's config-as-code reference writes it.
         assert isinstance(config["deploy"]["preDeployCommand"], list)
         assert len(config["deploy"]["preDeployCommand"]) == 1
+
+    def test_variables_reference_the_database_and_the_public_domain(self) -> None:
+        assert railway_variables() == {
+            "DATABASE_URL": "${{Postgres.DATABASE_URL}}",
+            "DJANGO_PRODUCTION": "1",
+            "DJANGO_ALLOWED_HOSTS": "${{RAILWAY_PUBLIC_DOMAIN}}",
+        }
+
+    def test_readme_points_at_the_variables_and_sets_the_secret_key(self) -> None:
+        text = section("Railway")
+
+        assert "[`railway/variables.env`](railway/variables.env)" in text
+        assert 'railway variables --set "DJANGO_SECRET_KEY=' in text
 
 
 class TestDokku:
@@ -222,6 +213,15 @@ class TestDokku:
         assert "root `Procfile`" in text
         assert "dokku config:set django-release-logout FORCE_LOGOUT_ON_DEPLOY=" in text
         assert (ROOT / "app.json").exists()
+
+    def test_config_at_creation(self) -> None:
+        """Production mode and the app's domain; no TLS to dokku-postgres, which offers none."""
+        create = dokku_config_sets()[0]
+
+        assert create["DJANGO_SECRET_KEY"] == "$(openssl rand -base64 48)"
+        assert create["DJANGO_PRODUCTION"] == "1"
+        assert create["DJANGO_ALLOWED_HOSTS"] == "django-release-logout.dokku.example.com"
+        assert "DATABASE_SSL_REQUIRE" not in create
 
 
 class TestHelm:
@@ -252,7 +252,14 @@ class TestHelm:
 
         assert job["image"] == web["image"]
         assert job["envFrom"] == web["envFrom"]
-        assert env_of(job)["FORCE_LOGOUT_ON_DEPLOY"] == env_of(web)["FORCE_LOGOUT_ON_DEPLOY"]
+        for name in ("FORCE_LOGOUT_ON_DEPLOY", "DJANGO_PRODUCTION", "DATABASE_SSL_REQUIRE"):
+            assert env_of(job)[name] == env_of(web)[name], name
+
+    def test_web_answers_to_the_ingress_hosts(self) -> None:
+        values = helm_values(allowedHosts="a.example.com,b.example.com")
+        web = only_container(helm_kind(WEB, "Deployment", values))
+
+        assert env_of(web)["DJANGO_ALLOWED_HOSTS"] == "a.example.com,b.example.com"
 
     @pytest.mark.parametrize("path", [RELEASE_JOB, WEB], ids=lambda path: path.name)
     def test_templates_are_yaml_as_they_are(self, path: Path) -> None:
@@ -264,16 +271,9 @@ class TestHelm:
     @pytest.mark.parametrize("path", [RELEASE_JOB, WEB], ids=lambda path: path.name)
     def test_templates_render_from_values(self, path: Path) -> None:
         """The expressions are plain lookups, of values that values.yaml has."""
-        values = load_yaml(HELM / "values.yaml")
+        values = helm_values()
 
-        def lookup(match: re.Match[str]) -> str:
-            expression = match.group(1)
-            if expression == ".Release.Name":
-                return "demo"
-            assert expression.startswith(".Values."), expression
-            return str(values[expression.removeprefix(".Values.")])
-
-        rendered = TEMPLATE.sub(lookup, path.read_text())
+        rendered = render_template(path, values)
         documents = list(yaml.safe_load_all(rendered))
 
         assert "{{" not in rendered
@@ -309,6 +309,15 @@ class TestElasticBeanstalk:
         """Elastic Beanstalk runs every Procfile line as a long-running process."""
         assert procfile(EB_PROCFILE) == {"web": procfile()["web"]}
 
+    def test_environment(self) -> None:
+        """Any host: the load balancer's health checks send the instance's address as Host."""
+        env = eb_config()["option_settings"]["aws:elasticbeanstalk:application:environment"]
+
+        assert env == {"DJANGO_PRODUCTION": "1", "DATABASE_SSL_REQUIRE": "1"}
+
+    def test_readme_sets_the_secrets(self) -> None:
+        assert "eb setenv DATABASE_URL=... DJANGO_SECRET_KEY=..." in section("Elastic Beanstalk")
+
 
 class TestDockerfile:
     def test_python_matches_the_repository(self) -> None:
@@ -318,11 +327,7 @@ class TestDockerfile:
         assert f"FROM python:{version}-slim" in base
 
     def test_copies_what_the_example_runs(self) -> None:
-        copied = {
-            line.split()[1]
-            for line in DOCKERFILE.read_text().splitlines()
-            if line.startswith("COPY ")
-        }
+        copied = {line.split()[1] for line in dockerfile_instructions() if line.startswith("COPY ")}
 
         assert copied == {"requirements.txt", "manage.py", "release", "example_project"}
         assert all((ROOT / path).exists() for path in copied)
@@ -341,3 +346,11 @@ def test_readme_has_a_section_per_platform() -> None:
         "Elastic Beanstalk",
         "Upsun",
     } <= headings
+
+
+@pytest.mark.parametrize("platform", RUN_PLATFORMS)
+def test_readme_says_what_the_tests_run_and_what_they_cannot(platform: str) -> None:
+    text = section(SECTIONS[platform])
+
+    assert "- **Run by the tests:**" in text
+    assert "- **Not run here:**" in text
