@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from importlib import import_module
 from typing import Any
 
@@ -35,6 +33,7 @@ from release import cache_keys
 from release.guard import Stamp, forget_process_stamp, process_stamp, stamp_of_key
 from release.models import AppliedMarker, Logout, ReleaseEpoch
 from tests.conftest import CACHE, CACHED_DB, COOKIES, CUSTOM, DB, FILE, needs_redis, release
+from tests.processes import Process, running, start
 
 PASSWORD = "correct horse battery staple"
 
@@ -81,30 +80,6 @@ def engine(request: pytest.FixtureRequest, settings: Settings) -> Iterator[str]:
 @pytest.fixture
 def user(db: None) -> User:
     return User.objects.create_user("ada", password=PASSWORD)
-
-
-@dataclass(frozen=True)
-class Process:
-    """A web process: the stamp it read when it started."""
-
-    stamp: Stamp
-
-
-def start() -> Process:
-    """A process that starts now, with the markers in settings and the environment."""
-    forget_process_stamp()
-    return Process(process_stamp())
-
-
-@contextmanager
-def running(process: Process) -> Iterator[None]:
-    """Serve as `process` does, whatever has happened since it started."""
-    saved = guard._stamp
-    guard._stamp = process.stamp
-    try:
-        yield
-    finally:
-        guard._stamp = saved
 
 
 def store_class() -> type[SessionBase]:

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import timedelta
 from importlib import import_module
 from typing import Any
@@ -29,10 +27,10 @@ from django.test import Client
 from django.utils import timezone
 from pytest_django.fixtures import Settings
 
-import release.guard as guard
-from release.guard import Stamp, forget_process_stamp, process_stamp
+from release.guard import forget_process_stamp
 from release.stores import store_for_engine
 from tests.conftest import CACHE, CACHED_DB, release
+from tests.processes import Process, running, start
 from tests.stacks.memcached.conftest import Memcached
 
 PASSWORD = "correct horse battery staple"
@@ -58,29 +56,6 @@ def engine(request: pytest.FixtureRequest, settings: Settings, memcached: Memcac
 @pytest.fixture
 def user(db: None) -> User:
     return User.objects.create_user("ada", password=PASSWORD)
-
-
-@dataclass(frozen=True)
-class Process:
-    """A web process: the stamp it read when it started."""
-
-    stamp: Stamp
-
-
-def start() -> Process:
-    """A process that starts now, with the markers in settings."""
-    forget_process_stamp()
-    return Process(process_stamp())
-
-
-@contextmanager
-def running(process: Process) -> Iterator[None]:
-    saved = guard._stamp
-    guard._stamp = process.stamp
-    try:
-        yield
-    finally:
-        guard._stamp = saved
 
 
 def sign_in(client: Client) -> None:
