@@ -28,6 +28,15 @@ def backends(text: str) -> list[str]:
     return [b for b in BACKENDS if b in values]
 
 
+def methods(text: str) -> list[str]:
+    from benchmarks.methods import METHOD_NAMES
+
+    values = [part.strip() for part in text.split(",") if part.strip()]
+    if not values or set(values) - set(METHOD_NAMES):
+        raise argparse.ArgumentTypeError(f"methods are among {', '.join(METHOD_NAMES)}")
+    return values
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks",
@@ -38,6 +47,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--sizes", type=sizes, help="numbers of sessions (default 100000,1000000)")
     p.add_argument("--backends", type=backends, help=f"among {','.join(BACKENDS)} (default: all)")
+    p.add_argument(
+        "--methods",
+        type=methods,
+        help="only these ways of clearing, e.g. ours_logins,delete_logins (the release and "
+        "Session.objects.all().delete() with login records, PostgreSQL); default: all",
+    )
     p.add_argument("--skip-http", action="store_true", help="skip the throughput measurement")
     p.add_argument(
         "--smoke", action="store_true", help="tiny sizes and short runs: checks the suite works"
@@ -57,7 +72,7 @@ def options_from(argv: list[str]) -> Options:
     args = parser().parse_args(argv)
     options = Options.for_smoke() if args.smoke else Options()
     options.smoke = args.smoke
-    for name in ("sizes", "backends", "out", "per_object_sample", "redis_others"):
+    for name in ("sizes", "backends", "methods", "out", "per_object_sample", "redis_others"):
         if getattr(args, name) is not None:
             setattr(options, name, getattr(args, name))
     if args.http_seconds is not None:

@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 
 # The suite's own databases: other runs (the tests) use test_release* and Redis 13 and 15.
-BENCH_DATABASE = "release_bench"
+# BENCH_DATABASE names another, for two runs at once on one server.
+BENCH_DATABASE = os.environ.get("BENCH_DATABASE") or "release_bench"
 POSTGRES_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 POSTGRES_URL = f"postgres://postgres@127.0.0.1:5432/{BENCH_DATABASE}"
 MARIADB_HOST, MARIADB_PORT, MARIADB_USER = "127.0.0.1", 3306, "root"
@@ -47,6 +48,9 @@ MAX_WAIT_MS = 50.0
 # saves for seconds.
 MAX_WAIT_MS_BY_BACKEND = {"postgresql": MAX_WAIT_MS, "mariadb": 100.0}
 POSTGRES_MAX_RATIO = 0.25
+# With login records (foreign keys to the session table) the release deletes in batches, each
+# with what refers to it, instead of TRUNCATE: it must not be slower than delete().
+LOGINS_MAX_RATIO = 1.0
 MARIADB_MAX_RATIO = 1.0
 REDIS_MAX_RATIO = 0.5
 REDIS_MAX_RSS_MB = 100.0
@@ -66,6 +70,7 @@ def session_key(i: int) -> str:
 class Options:
     sizes: list[int] = field(default_factory=lambda: [100_000, 1_000_000])
     backends: list[str] = field(default_factory=lambda: list(BACKENDS))
+    methods: list[str] | None = None  # the clearing methods to measure (default: all)
     out: Path | None = None
     skip_http: bool = False
     smoke: bool = False

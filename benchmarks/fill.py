@@ -40,13 +40,15 @@ def encoded_session() -> str:
     return SessionStore().encode(SIGNED_IN)
 
 
-def fill(backend: str, n: int, others: int = 0) -> float:
-    """Empty the store and put `n` sessions in it (and, on Redis, `others` unrelated keys).
+def fill(backend: str, n: int, others: int = 0, login_records_every: int = 0) -> float:
+    """Empty the store and put `n` sessions in it (and, on Redis, `others` unrelated keys; on
+    PostgreSQL with `login_records_every`, a login record per that many sessions in each table
+    of benchmarks.login_records, which must exist).
 
     Returns the seconds it took."""
     started = time.monotonic()
     if backend == "postgresql":
-        fill_postgresql(n)
+        fill_postgresql(n, login_records_every)
     elif backend == "mariadb":
         fill_mariadb(n)
     else:
@@ -54,10 +56,17 @@ def fill(backend: str, n: int, others: int = 0) -> float:
     return time.monotonic() - started
 
 
-def fill_postgresql(n: int) -> None:
+LOGIN_TABLES = ("bench_logins_cascadelogin", "bench_logins_nulllogin")
+USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+
+
+def fill_postgresql(n: int, login_records_every: int = 0) -> None:
     data = encoded_session()
     with databases.postgres() as connection:
-        connection.execute("TRUNCATE django_session")
+        if login_records_every:
+            connection.execute(f"TRUNCATE django_session, {', '.join(LOGIN_TABLES)}")
+        else:
+            connection.execute("TRUNCATE django_session")
         for first in range(0, n, POSTGRES_BATCH):
             last = min(n, first + POSTGRES_BATCH) - 1
             connection.execute(
@@ -66,10 +75,38 @@ def fill_postgresql(n: int) -> None:
                 "FROM generate_series(%s::bigint, %s::bigint) AS i",
                 (KEY_SEED, data, SPREAD, first, last),
             )
+        for table in LOGIN_TABLES if login_records_every else ():
+            connection.execute(
+                f"INSERT INTO {table} (session_id, user_agent, created) "
+                "SELECT md5(%s || i), %s, now() - make_interval(secs => i %% %s) "
+                "FROM generate_series(0, %s::bigint, %s::bigint) AS i",
+                (KEY_SEED, USER_AGENT, SPREAD, n - 1, login_records_every),
+            )
         # As a table a live site has had for a while: statistics and visibility map up to
         # date, and no checkpoint of the fill's writes left to land in a measurement.
         connection.execute("VACUUM (ANALYZE) django_session")
+        for table in LOGIN_TABLES if login_records_every else ():
+            connection.execute(f"VACUUM (ANALYZE) {table}")
         connection.execute("CHECKPOINT")
+
+
+def login_records_after(n: int, every: int) -> tuple[str, bool]:
+    """What became of the login records of a fill of `n` sessions, one per `every`, and whether
+    that is what on_delete asks (the live process made sessions but no login records)."""
+    filled = len(range(0, n, every))
+    with databases.postgres() as connection:
+        rows = connection.execute(
+            f"SELECT (SELECT count(*) FROM {LOGIN_TABLES[0]}), "
+            f"(SELECT count(*) FROM {LOGIN_TABLES[1]} WHERE session_id IS NULL), "
+            f"(SELECT count(*) FROM {LOGIN_TABLES[1]})"
+        ).fetchone()
+    assert rows is not None
+    left, nulled, kept = rows
+    text = (
+        f"login records: {filled - left:,} of {filled:,} deleted (CASCADE), "
+        f"{nulled:,} of {kept:,} set NULL (SET_NULL)"
+    )
+    return text, left == 0 and nulled == kept == filled
 
 
 def _has_sequence_engine(cursor: Any) -> bool:

@@ -5,6 +5,10 @@
 - `delete`: `Session.objects.all().delete()`, what people type in a shell.
 - `per_object`: `for s in Session.objects.all(): s.delete()`, timed on a sample and extrapolated.
 - `delete_pattern`: django-redis `cache.delete_pattern("django.contrib.sessions.cache*")`.
+- `ours_logins`, `delete_logins` (PostgreSQL): the release and `Session.objects.all().delete()`
+  with login records: one row per 10 sessions in each of two tables with a foreign key to
+  `django_session`, one CASCADE, one SET_NULL (`benchmarks.login_records`). Their tables are
+  made by `migrate` before the fill and dropped after, so the other methods see none.
 
 Each runs as its own process beside the live process (`live.py`). Its clear time is the
 command's own account, which leaves out starting Python and Django (on a busy machine that
@@ -40,20 +44,40 @@ class Method:
     name: str
     label: str
     extrapolated: bool = False
+    login_records: bool = False  # with benchmarks.login_records installed and filled
 
 
 OURS = Method("ours", "release (ours)")
 DELETE = Method("delete", "Session.objects.all().delete()")
 PER_OBJECT = Method("per_object", "per-object loop (extrapolated)", extrapolated=True)
 DELETE_PATTERN = Method("delete_pattern", "django-redis delete_pattern")
+OURS_LOGINS = Method("ours_logins", "release (ours), with login records", login_records=True)
+DELETE_LOGINS = Method(
+    "delete_logins", "Session.objects.all().delete(), with login records", login_records=True
+)
 
 METHODS = {
-    "postgresql": [OURS, DELETE, PER_OBJECT],
+    "postgresql": [OURS, DELETE, PER_OBJECT, OURS_LOGINS, DELETE_LOGINS],
     "mariadb": [OURS, DELETE, PER_OBJECT],
     "redis": [OURS, DELETE_PATTERN],
 }
+METHOD_NAMES = sorted({m.name for methods in METHODS.values() for m in methods})
 # What `ours` is held against, per backend.
 REFERENCE = {"postgresql": DELETE, "mariadb": DELETE, "redis": DELETE_PATTERN}
+# Login records, in each of their two tables: one row per this many sessions.
+SESSIONS_PER_LOGIN_RECORD = 10
+
+
+def reference_of(backend: str, method: str) -> Method:
+    """What a method's clear time is compared with: the same data without the tool."""
+    if method in {OURS_LOGINS.name, DELETE_LOGINS.name}:
+        return DELETE_LOGINS
+    return REFERENCE[backend]
+
+
+def methods_of(backend: str, options: Options) -> list[Method]:
+    """The backend's methods, those named by --methods where it names any."""
+    return [m for m in METHODS[backend] if not options.methods or m.name in options.methods]
 
 
 @dataclass
@@ -78,6 +102,10 @@ class Backend:
         return child_env(
             DATABASE_URL=self.database_url, FORCE_LOGOUT_ON_DEPLOY=marker, **self.engine_env
         )
+
+    def logins_env(self, env: dict[str, str]) -> dict[str, str]:
+        """`env` with the login records installed (benchmarks.settings)."""
+        return {**env, "DJANGO_SETTINGS_MODULE": "benchmarks.settings", "BENCH_LOGIN_RECORDS": "1"}
 
     def bench_env(self, **extra: str) -> dict[str, str]:
         """The suite's other processes: benchmarks.settings on the same stores."""
@@ -115,14 +143,20 @@ def argv_env(
 ) -> tuple[list[str], dict[str, str], float]:
     """The command of `method`, its environment and its timeout (0: `comparison_timeout`);
     with `noop`, the same command with nothing to do."""
-    if method is OURS:
+    if method in (OURS, OURS_LOGINS):
         marker = backend.marker if noop else new_marker()
-        return manage("release", "--skip-migrate"), backend.release_env(marker), RELEASE_TIMEOUT
+        env = backend.release_env(marker)
+        if method.login_records:
+            env = backend.logins_env(env)
+        return manage("release", "--skip-migrate"), env, RELEASE_TIMEOUT
     if noop:
         extra = {"BENCH_CACHE": "django_redis"} if method is DELETE_PATTERN else {}
-        return runner("noop"), backend.bench_env(**extra), 120.0
+        env = backend.bench_env(**extra)
+        return runner("noop"), backend.logins_env(env) if method.login_records else env, 120.0
     if method is DELETE:
         return runner("delete"), backend.bench_env(), 0.0
+    if method is DELETE_LOGINS:
+        return runner("delete"), backend.logins_env(backend.bench_env()), 0.0
     if method is PER_OBJECT:
         return runner("per-object", str(options.per_object_sample)), backend.bench_env(), 600.0
     return runner("delete-pattern"), backend.bench_env(BENCH_CACHE="django_redis"), 0.0
@@ -132,13 +166,13 @@ def measure_startup(backend: Backend, options: Options, repeats: int = 3) -> Non
     """The wall time of each method's command when it has nothing to remove: the part of
     every measurement that is starting Python and Django, connecting and exiting (the least
     of `repeats` runs)."""
-    for method in METHODS[backend.name]:
+    for method in methods_of(backend.name, options):
         if method.extrapolated:
             continue
         walls = []
         for _ in range(repeats):
             argv, env, timeout = argv_env(method, backend, options, noop=True)
-            if method is OURS:
+            if method in (OURS, OURS_LOGINS):
                 databases.wait_for_release_lock(backend.history)
             result = proc.run(argv, env, timeout)
             if not result.ok:
@@ -169,6 +203,8 @@ class Measurement:
     sample: int | None
     live: dict[str, Any]
     remaining: int | None = None  # sessions of the fill left after the clear
+    dependents: str | None = None  # with login records: what became of them
+    dependents_ok: bool | None = None  # all deleted (CASCADE) and set NULL (SET_NULL)
     others_kept: int | None = None  # Redis: unrelated keys still there
     others: int | None = None
     lock_wait_seconds: float = 0.0  # waiting beforehand for another database's release lock
@@ -200,7 +236,7 @@ def _history_row(backend: Backend) -> tuple[float | None, int | None]:
 def _own_account(
     method: Method, backend: Backend, result: proc.Command
 ) -> tuple[float | None, int | None]:
-    if method is OURS:
+    if method in (OURS, OURS_LOGINS):
         return _history_row(backend)
     lines = result.stdout.strip().splitlines()
     if not lines:
@@ -211,18 +247,38 @@ def _own_account(
 
 def measure(method: Method, backend: Backend, n: int, options: Options) -> Measurement:
     """Fill the store with `n` sessions, then run `method` beside the live process."""
+    if not method.login_records:
+        return _measure(method, backend, n, options)
+    login_tables(backend, present=True)
+    try:
+        return _measure(method, backend, n, options)
+    finally:
+        login_tables(backend, present=False)
+
+
+def login_tables(backend: Backend, *, present: bool) -> None:
+    """Make the login records' tables (their migration), or drop them (migrating to zero)."""
+    argv = manage("migrate", "bench_logins", *([] if present else ["zero"]), "--no-input")
+    result = proc.run(argv, backend.logins_env(backend.bench_env()), 300)
+    if not result.ok:
+        raise RuntimeError(f"migrate bench_logins: {result.failure()}")
+
+
+def _measure(method: Method, backend: Backend, n: int, options: Options) -> Measurement:
     others = options.redis_others if backend.name == "redis" else 0
-    fill_seconds = fill.fill(backend.name, n, others)
+    every = SESSIONS_PER_LOGIN_RECORD if method.login_records else 0
+    fill_seconds = fill.fill(backend.name, n, others, login_records_every=every)
     argv, env, timeout = argv_env(method, backend, options)
     if not timeout:
         timeout = comparison_timeout(n)
-    if method is OURS:
+    ours = method in (OURS, OURS_LOGINS)
+    if ours:
         backend.marker = env["FORCE_LOGOUT_ON_DEPLOY"]
     with LiveSite(
         backend.bench_env(), n, backend.workdir, timeout + 120, options.live_interval
     ) as live:
         time.sleep(options.settle)
-        lock_wait = databases.wait_for_release_lock(backend.history) if method is OURS else 0.0
+        lock_wait = databases.wait_for_release_lock(backend.history) if ours else 0.0
         result = proc.run(argv, env, timeout)
         time.sleep(options.settle)
     window = live.window(result.started, result.ended)
@@ -255,6 +311,8 @@ def measure(method: Method, backend: Backend, n: int, options: Options) -> Measu
         error=None if result.ok else result.failure(),
     )
     _check_after(measurement, backend, n, window.created, others)
+    if method.login_records:
+        measurement.dependents, measurement.dependents_ok = fill.login_records_after(n, every)
     return measurement
 
 

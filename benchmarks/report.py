@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import databases
-from benchmarks.methods import METHODS, REFERENCE, Measurement
+from benchmarks.methods import METHODS, Measurement, reference_of
 from benchmarks.noop import Noop
 from benchmarks.targets import NAMES, Check
 from benchmarks.throughput import Throughput
@@ -116,7 +116,9 @@ def clear_table(results: Results) -> list[str]:
             (
                 r
                 for r in results.measurements
-                if r.backend == m.backend and r.n == m.n and r.method == REFERENCE[m.backend].name
+                if r.backend == m.backend
+                and r.n == m.n
+                and r.method == reference_of(m.backend, m.method).name
             ),
             None,
         )
@@ -134,6 +136,8 @@ def clear_table(results: Results) -> list[str]:
             notes.append(f"interrupted saves: {m.live['interrupted']}")
         if m.remaining and not m.extrapolated:
             notes.append(f"{m.remaining:,} sessions left")
+        if m.dependents:
+            notes.append(m.dependents)
         if m.others is not None:
             notes.append(f"{m.others_kept:,}/{m.others:,} other keys kept")
         if m.lock_wait_seconds >= 0.1:
@@ -226,7 +230,9 @@ def markdown(results: Results) -> str:
         "the release's history (`duration_seconds`: from when it holds the release lock to "
         "the end of the clear), the timer around `delete()` or `delete_pattern()`; for the "
         "per-object loop, its time per row on a sample times N. *x reference*: against "
-        "`Session.objects.all().delete()` (databases) or django-redis `delete_pattern` (Redis). "
+        "`Session.objects.all().delete()` (databases) or django-redis `delete_pattern` (Redis); "
+        "*with login records*: one row per 10 sessions in each of two tables with a foreign key "
+        "to `django_session`, one CASCADE, one SET_NULL, against `delete()` on the same data. "
         "*End to end*: the command's wall time less the least wall time of the same command "
         "with nothing to remove. *Waits*: a second process reading and saving random sessions "
         "through Django's SessionStore, the operations that overlapped the command.",
@@ -270,8 +276,22 @@ def plot(results: Results, path: Path) -> None:
 
     figure, axes = plt.subplots(figsize=(11, 5.5))
     colours = {"postgresql": "tab:blue", "mariadb": "tab:orange", "redis": "tab:red"}
-    styles = {"ours": "-", "delete": "--", "per_object": ":", "delete_pattern": "--"}
-    markers = {"ours": "o", "delete": "s", "per_object": "^", "delete_pattern": "s"}
+    styles: dict[str, Any] = {
+        "ours": "-",
+        "delete": "--",
+        "per_object": ":",
+        "delete_pattern": "--",
+        "ours_logins": "-.",
+        "delete_logins": (0, (1, 3)),
+    }
+    markers = {
+        "ours": "o",
+        "delete": "s",
+        "per_object": "^",
+        "delete_pattern": "s",
+        "ours_logins": "D",
+        "delete_logins": "x",
+    }
     for backend, methods in METHODS.items():
         for method in methods:
             points = sorted(
@@ -284,7 +304,7 @@ def plot(results: Results, path: Path) -> None:
             axes.plot(
                 [n for n, _ in points],
                 [s for _, s in points],
-                styles[method.name],
+                linestyle=styles[method.name],
                 marker=markers[method.name],
                 color=colours[backend],
                 label=f"{NAMES[backend]}: {method.label}",

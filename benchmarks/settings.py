@@ -6,6 +6,8 @@ with two switches the comparisons need.
   the tool.
 - `BENCH_CACHE=django_redis` makes the default cache django-redis on `REDIS_URL`, for its
   `delete_pattern`.
+- `BENCH_LOGIN_RECORDS=1` installs `benchmarks.login_records`: login records with foreign keys
+  to the session table (CASCADE and SET_NULL).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import os
 
 from example_project.settings import *  # noqa: F403
-from example_project.settings import RELEASE_SESSION_ENGINE
+from example_project.settings import INSTALLED_APPS, RELEASE_SESSION_ENGINE
 
 if os.environ.get("BENCH_SESSION_ENGINE") == "django":
     SESSION_ENGINE = RELEASE_SESSION_ENGINE
@@ -25,3 +27,6 @@ if os.environ.get("BENCH_CACHE") == "django_redis":
             "LOCATION": os.environ["REDIS_URL"],
         }
     }
+
+if os.environ.get("BENCH_LOGIN_RECORDS"):
+    INSTALLED_APPS = [*INSTALLED_APPS, "benchmarks.login_records"]

@@ -17,12 +17,12 @@ from benchmarks.config import (
     Options,
 )
 from benchmarks.methods import (
-    METHODS,
     Backend,
     Measurement,
     manage,
     measure,
     measure_startup,
+    methods_of,
     new_marker,
 )
 from benchmarks.noop import measure_noop
@@ -108,7 +108,7 @@ def run_suite(options: Options) -> int:
             prepared[name] = backend
             say(f"{name}: startup of each command with nothing to do: {backend.startup}")
             for n in options.sizes:
-                for method in METHODS[name]:
+                for method in methods_of(name, options):
                     m = measure(method, backend, n, options)
                     results.measurements.append(m)
                     say(summary(m))

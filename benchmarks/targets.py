@@ -10,6 +10,7 @@ from typing import Any
 from benchmarks.config import (
     BIG_RUN_MAX_SECONDS,
     HTTP_MIN_RATIO,
+    LOGINS_MAX_RATIO,
     MARIADB_MAX_RATIO,
     MAX_WAIT_MS,
     MAX_WAIT_MS_BY_BACKEND,
@@ -19,7 +20,13 @@ from benchmarks.config import (
     REDIS_MAX_RATIO,
     REDIS_MAX_RSS_MB,
 )
-from benchmarks.methods import REFERENCE, Measurement
+from benchmarks.methods import (
+    DELETE_LOGINS,
+    OURS_LOGINS,
+    REFERENCE,
+    SESSIONS_PER_LOGIN_RECORD,
+    Measurement,
+)
 from benchmarks.noop import Noop
 from benchmarks.throughput import Throughput
 
@@ -88,17 +95,29 @@ class Checker:
         if ours.remaining:
             self.add(target, f"release left {ours.remaining:,} of the sessions", "FAIL")
             return True
+        if ours.dependents and not ours.dependents_ok:
+            self.add(target, f"release left rows that refer to sessions: {ours.dependents}", "FAIL")
+            return True
         return False
 
-    def clear_ratio(self, backend: str, limit: float) -> None:
+    def clear_ratio(self, backend: str, limit: float, ours_name: str = "ours") -> None:
         n = self.size_for(backend)
         name = NAMES[backend]
         reference = REFERENCE[backend]
-        target = f"{name}, {n or TARGET_N:,} sessions: clear ≤ {limit:g} x {reference.label}"
-        if n is None:
+        what = f"{n or TARGET_N:,} sessions"
+        if ours_name == OURS_LOGINS.name:
+            reference = DELETE_LOGINS
+            rows = len(range(0, n or TARGET_N, SESSIONS_PER_LOGIN_RECORD))
+            what += f" and 2 x {rows:,} login records (CASCADE, SET_NULL)"
+        target = f"{name}, {what}: clear ≤ {limit:g} x {reference.label.split(',')[0]}"
+        ours, other = (
+            (None, None)
+            if n is None
+            else (self.find(backend, n, ours_name), self.find(backend, n, reference.name))
+        )
+        if n is None or (ours is None and other is None):
             self.add(target, "not measured", "N/A")
             return
-        ours, other = self.find(backend, n, "ours"), self.find(backend, n, reference.name)
         if self.ours_failed(target, ours):
             return
         if ours is None or other is None or other.clear_seconds is None:
@@ -117,14 +136,16 @@ class Checker:
             )
         self.add(target, measured, verdict(ratio is not None and ratio <= limit))
 
-    def waits(self, backend: str, n: int | None = None, label: str = "") -> None:
+    def waits(
+        self, backend: str, n: int | None = None, label: str = "", ours_name: str = "ours"
+    ) -> None:
         n = n or self.size_for(backend)
         bound = MAX_WAIT_MS_BY_BACKEND.get(backend, MAX_WAIT_MS)
         target = (
             f"{NAMES[backend]}, {n or TARGET_N:,} sessions{label}: a concurrent session read "
             f"or save waits ≤ {bound:g} ms during the release"
         )
-        ours = None if n is None else self.find(backend, n, "ours")
+        ours = None if n is None else self.find(backend, n, ours_name)
         if ours is None or ours.live.get("worst_ms") is None:
             self.add(target, "not measured", "N/A")
             return
@@ -219,6 +240,8 @@ class Checker:
         if "postgresql" in backends:
             self.clear_ratio("postgresql", POSTGRES_MAX_RATIO)
             self.waits("postgresql")
+            self.clear_ratio("postgresql", LOGINS_MAX_RATIO, OURS_LOGINS.name)
+            self.waits("postgresql", label=" with login records", ours_name=OURS_LOGINS.name)
         if "mariadb" in backends:
             self.clear_ratio("mariadb", MARIADB_MAX_RATIO)
             self.waits("mariadb")

@@ -1,7 +1,9 @@
-"""Removing session keys from a cache, without touching its other keys."""
+"""Session keys in a cache or a directory: exactly the names a session engine makes for a session
+key, and removing them from Redis without touching any other key."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from typing import Any
@@ -9,11 +11,56 @@ from typing import Any
 from django.core.cache import BaseCache
 from django.core.cache.backends.redis import RedisCache
 
+from release.guard import KEY_CHARS, KEY_LENGTH
+
 # Keys per SCAN step and per UNLINK: big enough to be quick, small enough that memory does not
 # grow with the number of keys and Redis is never blocked for long.
 BATCH = 5000
 
+# Django's own session keys: get_random_string(32, VALID_KEY_CHARS) in SessionBase; the guard
+# makes keys of KEY_LENGTH characters from the same characters (KEY_CHARS).
+DJANGO_KEY_LENGTH = 32
+SESSION_KEY_LENGTHS = (DJANGO_KEY_LENGTH, KEY_LENGTH)
+SESSION_KEY_REGEX = "(?:{})".format(
+    "|".join(
+        f"[{''.join(re.escape(char) for char in KEY_CHARS)}]{{{length}}}"
+        for length in SESSION_KEY_LENGTHS
+    )
+)
+
 _PROBE = "\x00release-probe\x00"
+
+
+class SessionKeys:
+    """The names `before` + a session key + `after`: a session key is KEY_CHARS only, and
+    exactly DJANGO_KEY_LENGTH or KEY_LENGTH characters long. Nothing else matches: not a longer
+    or shorter name, not another engine's prefix, not an in-progress temporary file."""
+
+    def __init__(self, before: str, after: str = "") -> None:
+        self.before = before
+        self.after = after
+        text = f"{re.escape(before)}{SESSION_KEY_REGEX}{re.escape(after)}"
+        # Compiled once: matching is the whole per-key cost of a clear over millions of keys.
+        self._text = re.compile(text).fullmatch
+        self._bytes = re.compile(text.encode()).fullmatch
+
+    @property
+    def pattern(self) -> str:
+        """A Redis MATCH pattern for every such name (and some others: filter with matches())."""
+        return f"{glob_escape(self.before)}*{glob_escape(self.after)}"
+
+    @property
+    def shape(self) -> str:
+        return f"{self.before}<session key>{self.after}"
+
+    def matches(self, name: str | bytes) -> bool:
+        """Whether `name` (as Redis returns it, bytes, or text) is one of these names."""
+        if isinstance(name, bytes):
+            return self._bytes(name) is not None
+        return self._text(name) is not None
+
+    def __repr__(self) -> str:
+        return f"SessionKeys({self.shape!r})"
 
 
 def redis_client(cache: BaseCache) -> Any:
@@ -33,22 +80,52 @@ def glob_escape(text: str) -> str:
     return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)
 
 
-def key_pattern(cache: BaseCache, prefix: str) -> str | None:
-    """The Redis MATCH pattern for every key `cache` makes from a key starting with `prefix`,
-    honouring KEY_PREFIX, VERSION and KEY_FUNCTION; None if the key function hides the key."""
+def session_keys(cache: BaseCache, prefix: str) -> SessionKeys | None:
+    """The keys `cache` makes for the keys `prefix` + a session key, honouring KEY_PREFIX,
+    VERSION and KEY_FUNCTION; None if the key function does not keep the session key whole
+    between a fixed beginning and end (a hash of the key, say)."""
     probe = str(cache.make_key(prefix + _PROBE))
     if _PROBE not in probe:
         return None
     before, after = probe.split(_PROBE, 1)
-    return f"{glob_escape(before)}*{glob_escape(after)}"
+    for length in SESSION_KEY_LENGTHS:
+        sample = (KEY_CHARS * (length // len(KEY_CHARS) + 1))[:length]
+        if str(cache.make_key(prefix + sample)) != before + sample + after:
+            return None
+    return SessionKeys(before, after)
+
+
+def key_pattern(cache: BaseCache, prefix: str) -> str | None:
+    """The Redis MATCH pattern that session_keys() filters; None where it is None."""
+    keys = session_keys(cache, prefix)
+    return None if keys is None else keys.pattern
+
+
+def scan(
+    client: Any, pattern: str, where: Callable[[Any], bool] | None = None, batch: int = BATCH
+) -> Iterator[Any]:
+    """The keys SCAN finds for `pattern`, those `where` accepts if given."""
+    found = client.scan_iter(match=pattern, count=batch)
+    return found if where is None else filter(where, found)
+
+
+def count_matching(
+    client: Any, pattern: str, where: Callable[[Any], bool] | None = None, batch: int = BATCH
+) -> int:
+    return sum(1 for _ in scan(client, pattern, where, batch))
 
 
 def unlink_matching(
-    client: Any, pattern: str, batch: int = BATCH, progress: Callable[[int], None] | None = None
+    client: Any,
+    pattern: str,
+    batch: int = BATCH,
+    progress: Callable[[int], None] | None = None,
+    where: Callable[[Any], bool] | None = None,
 ) -> int:
-    """SCAN for `pattern` and UNLINK what it finds, `batch` keys at a time; returns the count."""
+    """SCAN for `pattern` and UNLINK what it finds (what `where` accepts, if given), `batch` keys
+    at a time, calling `progress` with the running total after each UNLINK; returns the count."""
     removed = 0
-    for keys in batched(client.scan_iter(match=pattern, count=batch), batch):
+    for keys in batched(scan(client, pattern, where, batch), batch):
         removed += client.unlink(*keys)
         if progress is not None:
             progress(removed)

@@ -9,6 +9,7 @@ next request, so those stores need it installed (`complete` is False).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Any, Protocol
@@ -73,7 +74,8 @@ class DatabaseSessions:
 
     SQL of our own (`release.tables`): never a per-object loop, and no ORM `QuerySet.delete()`,
     which turns into SELECT-everything-then-delete-by-pk as soon as a project connects a
-    `pre_delete` or `post_delete` receiver without a sender.
+    `pre_delete` or `post_delete` receiver without a sender. Rows of other models that refer to
+    the sessions follow their foreign keys' `on_delete`, in bulk (`release.tables.Dependents`).
     """
 
     complete = True
@@ -100,6 +102,8 @@ class DatabaseSessions:
         try:
             removal = tables.remove_remaining(self.database_alias, self.model, skip_locked=guarded)
         except DatabaseError as error:
+            if not tables.is_lock_timeout(error):
+                raise
             raise ReleaseError(
                 f"Sessions in {self.describe()} stayed locked by another transaction through "
                 f"{tables.ROW_LOCK_ATTEMPTS} waits of {tables.ROW_LOCK_TIMEOUT_S} s "
@@ -112,8 +116,10 @@ class DatabaseSessions:
 class CacheSessions:
     """The `cache` engine: the session keys under the cache's KEY_PREFIX and VERSION.
 
-    On Redis (Django's RedisCache or django-redis), SCAN and UNLINK in batches, leaving every
-    other key. Other caches cannot be listed; the guard refuses what stays in them.
+    On Redis (Django's RedisCache or django-redis), SCAN and UNLINK in batches of exactly the
+    keys the engine makes for a session key (`cache_keys.SessionKeys`), leaving every other key:
+    other prefixes, versions and engines, and keys that merely start like a session's. Other
+    caches cannot be listed; the guard refuses what stays in them.
     """
 
     def __init__(self, engine: str, cache_alias: str, key_prefix: str) -> None:
@@ -127,34 +133,36 @@ class CacheSessions:
         return caches[self.cache_alias]
 
     @property
-    def pattern(self) -> str | None:
+    def keys(self) -> cache_keys.SessionKeys | None:
+        """The session keys, where the cache can be listed."""
         if cache_keys.redis_client(self.cache) is None:
             return None
-        return cache_keys.key_pattern(self.cache, self.key_prefix)
+        return cache_keys.session_keys(self.cache, self.key_prefix)
 
     @property
     def complete(self) -> bool:
-        return self.pattern is not None
+        return self.keys is not None
 
     def describe(self) -> str:
         backend = type(self.cache).__name__
-        if self.pattern is None:
+        keys = self.keys
+        if keys is None:
             return f"cache {self.cache_alias!r} ({backend}), which cannot be listed"
-        return f"cache {self.cache_alias!r} ({backend}), keys matching {self.pattern!r}"
+        return f"cache {self.cache_alias!r} ({backend}), keys matching {keys.shape!r}"
 
     def count(self) -> int | None:
-        pattern = self.pattern
-        if pattern is None:
+        keys = self.keys
+        if keys is None:
             return None
         client = cache_keys.redis_client(self.cache)
-        return sum(1 for _ in client.scan_iter(match=pattern, count=cache_keys.BATCH))
+        return cache_keys.count_matching(client, keys.pattern, keys.matches)
 
     def finish(self, *, guarded: bool) -> Cleared:
         return Cleared(0)
 
     def clear(self, progress: Progress = no_progress) -> Cleared:
-        pattern = self.pattern
-        if pattern is None:
+        keys = self.keys
+        if keys is None:
             return Cleared(
                 removed=None,
                 notes=[
@@ -165,7 +173,10 @@ class CacheSessions:
         client = cache_keys.redis_client(self.cache)
         return Cleared(
             removed=cache_keys.unlink_matching(
-                client, pattern, progress=lambda removed: progress(removed, None)
+                client,
+                keys.pattern,
+                progress=lambda removed: progress(removed, None),
+                where=keys.matches,
             )
         )
 
@@ -174,8 +185,9 @@ class CachedDatabaseSessions(DatabaseSessions):
     """The `cached_db` engine: the rows, and the copies of them in the cache.
 
     `load()` reads the cache first, so a cached copy would keep a deleted session alive. On Redis
-    the copies go by key pattern after the rows; on caches that cannot be listed, by the keys
-    of the rows, read in batches before the rows go.
+    the copies go after the rows, found by SCAN as exactly the keys this engine makes for a
+    session key (as for `cache`); on caches that cannot be listed, by the keys of the rows, read
+    in batches before the rows go.
     """
 
     def __init__(self, engine: str, model: type[Model], cache_alias: str, key_prefix: str):
@@ -186,7 +198,7 @@ class CachedDatabaseSessions(DatabaseSessions):
         return f"{super().describe()}, and copies in {self.copies.describe()}"
 
     def clear(self, progress: Progress = no_progress) -> Cleared:
-        if self.copies.pattern is None:
+        if self.copies.keys is None:
             keys = (
                 self.copies.key_prefix + key
                 for key in self.model._base_manager.using(self.database_alias)
@@ -208,13 +220,18 @@ class CachedDatabaseSessions(DatabaseSessions):
 
 
 class FileSessions:
-    """The `file` engine: the files named SESSION_COOKIE_NAME + key in SESSION_FILE_PATH.
+    """The `file` engine: the files named SESSION_COOKIE_NAME + a session key in
+    SESSION_FILE_PATH, and nothing else in that directory (Django's default for it is the
+    system's temporary directory): not names that merely start with the cookie name, not the
+    engine's own temporary files (SESSION_COOKIE_NAME + key + "_out_..." while it writes one).
 
     Only this host's directory is reached; the guard refuses sessions kept on other hosts.
     """
 
     complete = False
     database_alias = None
+    # How often clear() reports its progress, in files removed.
+    PROGRESS_EVERY = 1000
 
     def __init__(self, engine: str, store_class: type[FileStore]) -> None:
         self.engine = engine
@@ -228,27 +245,43 @@ class FileSessions:
     def prefix(self) -> str:
         return settings.SESSION_COOKIE_NAME
 
-    def describe(self) -> str:
-        return f"files {self.prefix!r}* in {self.directory!r} on this host"
+    @property
+    def names(self) -> cache_keys.SessionKeys:
+        return cache_keys.SessionKeys(self.prefix)
 
-    def _files(self) -> list[os.DirEntry[str]]:
+    def describe(self) -> str:
+        return f"files named {self.names.shape!r} in {self.directory!r} on this host"
+
+    def _files(self) -> Iterator[str]:
+        """The paths of the session files, as the directory lists them (not all held at once:
+        a file a clear does not reach is left to the guard)."""
+        names = self.names
         with os.scandir(self.directory) as entries:
-            return [e for e in entries if e.name.startswith(self.prefix) and e.is_file()]
+            for entry in entries:
+                if names.matches(entry.name) and entry.is_file():
+                    yield entry.path
 
     def count(self) -> int:
-        return len(self._files())
+        return sum(1 for _ in self._files())
 
     def finish(self, *, guarded: bool) -> Cleared:
         return Cleared(0)
 
     def clear(self, progress: Progress = no_progress) -> Cleared:
         removed = 0
-        for entry in self._files():
-            try:
-                os.unlink(entry.path)
-            except FileNotFoundError:
-                continue  # the session was deleted or rotated meanwhile
-            removed += 1
+        try:
+            for path in self._files():
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    continue  # the session was deleted or rotated meanwhile
+                removed += 1
+                if removed % self.PROGRESS_EVERY == 0:
+                    progress(removed, None)
+        finally:
+            # Also when a file cannot be removed: what is gone so far, exactly.
+            if removed % self.PROGRESS_EVERY:
+                progress(removed, None)
         return Cleared(
             removed=removed,
             notes=[f"Other hosts' session directories are not reached: {GUARD_NOTE}."],

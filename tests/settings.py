@@ -16,7 +16,7 @@ from example_project.settings import BASE_DIR, DATABASES, INSTALLED_APPS
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
-INSTALLED_APPS = [*INSTALLED_APPS, "tests.custom_sessions"]
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.custom_sessions", "tests.login_records"]
 
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
