@@ -5,6 +5,7 @@ a session was touched."""
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 from collections.abc import Callable, Iterator
@@ -100,14 +101,9 @@ def files(settings: Settings, tmp_path: Path) -> Iterator[Path]:
 def test_file_engine(installed: None, settings: Settings, files: Path, fail_at: int) -> None:
     save_sessions(FILE, 7)
     others = {"sessionid.lock", "sessionid-export.csv", "notes.txt"}
-    import release.stores
 
     with pytest.MonkeyPatch.context() as patched:
-        patched.setattr(
-            release.stores.os,
-            "unlink",
-            failing_on(fail_at, release.stores.os.unlink, OSError(5, "I/O error")),
-        )
+        patched.setattr(os, "unlink", failing_on(fail_at, os.unlink, OSError(5, "I/O error")))
         message = logout_failed(settings, "2")
 
     left = [path for path in files.iterdir() if path.name not in others]
