@@ -91,7 +91,7 @@ class Memcached:
 @pytest.fixture
 def memcached(memcached_server: str, settings: Settings) -> Iterator[Memcached]:
     """SESSION_CACHE_ALIAS on the server, with a KEY_PREFIX of this test's own."""
-    from pymemcache.client.base import Client  # type: ignore[import-untyped]
+    from pymemcache.client.base import Client
 
     settings.CACHES = {
         **settings.CACHES,
