@@ -95,12 +95,6 @@ def session_keys(cache: BaseCache, prefix: str) -> SessionKeys | None:
     return SessionKeys(before, after)
 
 
-def key_pattern(cache: BaseCache, prefix: str) -> str | None:
-    """The Redis MATCH pattern that session_keys() filters; None where it is None."""
-    keys = session_keys(cache, prefix)
-    return None if keys is None else keys.pattern
-
-
 def scan(
     client: Any, pattern: str, where: Callable[[Any], bool] | None = None, batch: int = BATCH
 ) -> Iterator[Any]:

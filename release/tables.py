@@ -593,6 +593,16 @@ def _truncate(alias: str, table: str) -> str | None:
     )
 
 
+def _lock_next_batch(cursor: Any, table: str, key: str, last: Any, rows: int) -> list[Any]:
+    """The next `rows` keys after `last`, locked, skipping rows another transaction holds."""
+    cursor.execute(
+        f"SELECT {key} FROM {table} WHERE {key} > %s ORDER BY {key} "
+        f"LIMIT {rows} FOR UPDATE SKIP LOCKED",
+        [last],
+    )
+    return [row[0] for row in cursor.fetchall()]
+
+
 def _delete_in_batches(alias: str, found: Dependents, progress: Callable[[int], None]) -> Removal:
     connection = connections[alias]
     table, key = _quoted(alias, found.model)
@@ -609,12 +619,7 @@ def _delete_in_batches(alias: str, found: Dependents, progress: Callable[[int], 
                 transaction.atomic(using=alias),
                 connection.cursor() as cursor,
             ):
-                cursor.execute(
-                    f"SELECT {key} FROM {table} WHERE {key} > %s ORDER BY {key} "
-                    f"LIMIT {found.batch_rows} FOR UPDATE SKIP LOCKED",
-                    [last],
-                )
-                keys.extend(row[0] for row in cursor.fetchall())
+                keys.extend(_lock_next_batch(cursor, table, key, last, found.batch_rows))
                 if not keys:
                     break
                 count = _remove_locked(alias, found, keys, batch)
@@ -699,12 +704,7 @@ def remove_remaining(alias: str, model: type[Model], *, skip_locked: bool) -> Re
                     _explaining_refusals(alias, found, keys),
                     transaction.atomic(using=alias),
                 ):
-                    cursor.execute(
-                        f"SELECT {key} FROM {table} WHERE {key} > %s ORDER BY {key} "
-                        f"LIMIT {found.batch_rows} FOR UPDATE SKIP LOCKED",
-                        [last],
-                    )
-                    keys.extend(row[0] for row in cursor.fetchall())
+                    keys.extend(_lock_next_batch(cursor, table, key, last, found.batch_rows))
                     if not keys:
                         break
                     count = _remove_locked(alias, found, keys, done)

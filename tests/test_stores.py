@@ -148,7 +148,7 @@ def test_key_function_that_hides_the_key(settings: Settings, installed: None) ->
     settings.SESSION_CACHE_ALIAS = "locmem"
     with_cache_options(settings, "locmem", KEY_FUNCTION="tests.test_stores.hashed_key")
 
-    assert cache_keys.key_pattern(caches["locmem"], "prefix") is None
+    assert cache_keys.session_keys(caches["locmem"], "prefix") is None
 
 
 def hashed_key(key: str, key_prefix: str, version: int) -> str:
