@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import DatabaseError, connections
 from django.test import Client
+from django.utils import timezone
 from pytest_django.asserts import assertContains, assertRedirects
+from pytest_django.fixtures import Settings
 
-from tests.conftest import ROOT, run_manage
+from release.models import Logout
+from tests.conftest import COOKIES, ROOT, release, run_manage
 
 if TYPE_CHECKING:
     # What the test client returns; it exists only in django-stubs.
@@ -23,6 +29,9 @@ if TYPE_CHECKING:
 
 PASSWORD = "correct horse battery staple"
 STATUS = re.compile(r'<p id="status">(.*?)</p>', re.DOTALL)
+HISTORY_EMPTY = re.compile(r'<p id="history-empty">(.*?)</p>', re.DOTALL)
+HISTORY_ENTRY = re.compile(r'<li class="history-entry" data-epoch="(\d+)">(.*?)</li>', re.DOTALL)
+WHEN = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC")
 
 # What a child process must not inherit when it reads the settings from a given environment.
 SETTINGS_ENV = (
@@ -38,12 +47,33 @@ SETTINGS_ENV = (
 )
 
 
+def text(markup: str) -> str:
+    """What a person reads in `markup`: no tags, entities resolved, white space collapsed."""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", markup)).split())
+
+
 def status(response: Response) -> str:
     """The text of the home page's status line, without its markup."""
     assert response.status_code == 200
     match = STATUS.search(response.content.decode())
     assert match, response.content.decode()
-    return " ".join(re.sub(r"<[^>]+>", "", match.group(1)).split())
+    return text(match.group(1))
+
+
+def history(response: Response) -> list[tuple[int, str]]:
+    """The home page's history entries, newest first: (epoch, text), times as `WHEN`."""
+    assert response.status_code == 200
+    return [
+        (int(epoch), WHEN.sub("WHEN", text(entry)))
+        for epoch, entry in HISTORY_ENTRY.findall(response.content.decode())
+    ]
+
+
+def history_empty(response: Response) -> str | None:
+    """What the home page says in place of an empty history, or None if it lists entries."""
+    assert response.status_code == 200
+    match = HISTORY_EMPTY.search(response.content.decode())
+    return text(match.group(1)) if match else None
 
 
 def csrf_token(client: Client) -> str:
@@ -144,6 +174,164 @@ class TestPages:
 
         assert response.status_code == 200
         assertContains(response, "Site administration")
+
+
+INSTALL = (
+    "WHEN (just now) First release with the tool "
+    "FORCE_LOGOUT_VERSION = '1', FORCE_LOGOUT_ON_DEPLOY not set Nobody logged out. "
+    "Why: this is the first release with the tool, which logs nobody out "
+    "(--logout-on-install would)"
+)
+
+
+def deploy_logout(monkeypatch: pytest.MonkeyPatch, value: str) -> str:
+    """A release with a new FORCE_LOGOUT_ON_DEPLOY, as `heroku config:set` makes one; returns
+    the history entry it should add, in the form `history` gives."""
+    monkeypatch.setenv("FORCE_LOGOUT_ON_DEPLOY", value)
+    release()
+    return (
+        f"WHEN (just now) A marker changed "
+        f"FORCE_LOGOUT_VERSION = '1', FORCE_LOGOUT_ON_DEPLOY = '{value}' "
+        "Everyone logged out: {removed} removed. "
+        f"Why: FORCE_LOGOUT_ON_DEPLOY is '{value}', which this database has never applied"
+    )
+
+
+@pytest.mark.django_db
+class TestHistory:
+    def test_before_the_first_release(self, client: Client) -> None:
+        response = client.get("/")
+
+        assert status(response) == "You are not signed in."
+        assert history_empty(response) == "No release has run here yet."
+        assert history(response) == []
+
+    def test_releases_newest_first_with_the_sessions_they_removed(
+        self, monkeypatch: pytest.MonkeyPatch, django_user_model: type[User]
+    ) -> None:
+        release()
+        people = {name: Client() for name in ("alice", "bob")}
+        for name, person in people.items():
+            django_user_model.objects.create_user(username=name, password=PASSWORD)
+            sign_in(person, name)
+        both = deploy_logout(monkeypatch, "2026-11-26")
+        sign_in(people["alice"], "alice")
+        one = deploy_logout(monkeypatch, "2026-11-27")
+
+        response = people["alice"].get("/")
+
+        assert status(response) == "You are not signed in."
+        assert history_empty(response) is None
+        assert history(response) == [
+            (2, one.format(removed="1 session")),
+            (1, both.format(removed="2 sessions")),
+            (0, INSTALL),
+        ]
+
+    def test_the_latest_five(self, client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+        release()
+        for day in range(1, 7):
+            deploy_logout(monkeypatch, f"2026-12-0{day}")
+
+        entries = history(client.get("/"))
+
+        assert [epoch for epoch, _ in entries] == [6, 5, 4, 3, 2]
+        assert "FORCE_LOGOUT_ON_DEPLOY = '2026-12-06'" in entries[0][1]
+
+    def test_unknown_number_of_sessions(
+        self, client: Client, monkeypatch: pytest.MonkeyPatch, settings: Settings
+    ) -> None:
+        """Signed-cookie sessions live in the browsers: nobody can count what a logout ended."""
+        settings.RELEASE_SESSION_ENGINE = COOKIES
+        release()
+        expected = deploy_logout(monkeypatch, "2026-11-26")
+
+        assert history(client.get("/"))[0] == (
+            1,
+            expected.format(removed="an unknown number of sessions"),
+        )
+
+    def test_long_marker_values_cut_short(
+        self, client: Client, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        release()
+        deploy_logout(monkeypatch, "x" * 100)
+
+        newest = history(client.get("/"))[0][1]
+
+        assert f"FORCE_LOGOUT_ON_DEPLOY = '{'x' * 38}…" in newest
+        assert "x" * 39 not in newest.split("Why:")[0]
+
+    def test_when_for_people(self, client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+        release()
+        deploy_logout(monkeypatch, "2026-11-26")
+        # As if the install had run long ago, and the logout a while ago.
+        Logout.objects.filter(epoch=0).update(applied_at=datetime(2024, 2, 29, 9, 5, tzinfo=UTC))
+        Logout.objects.filter(epoch=1).update(
+            applied_at=timezone.now() - timedelta(hours=2, minutes=3, seconds=10)
+        )
+
+        body = client.get("/").content.decode()
+        whens = [text(entry).split(")")[0] for _, entry in HISTORY_ENTRY.findall(body)]
+
+        assert whens[0].endswith(" (2 hours, 3 minutes ago")
+        assert WHEN.fullmatch(whens[0].split(" (")[0])
+        assert re.fullmatch(r"2024-02-29 09:05 UTC \(\d+ years?(, \d+ months?)? ago", whens[1])
+
+    @pytest.mark.django_db(databases=["default", "pipeline"])
+    def test_read_where_the_commands_write(self, client: Client, settings: Settings) -> None:
+        """Django's primary/replica router sends reads to a replica, which may lag: the page
+        reads the history from the primary, where the release command wrote it."""
+        settings.DATABASE_ROUTERS = ["tests.routers.ReadsElsewhereRouter"]
+        release()
+
+        assert history(client.get("/")) == [(0, INSTALL)]
+        assert not Logout.objects.exists()  # read from the "replica"
+
+    def test_release_app_not_installed(self, client: Client, settings: Settings) -> None:
+        """The project before it installed the release app: no history to read."""
+        settings.INSTALLED_APPS = [app for app in settings.INSTALLED_APPS if app != "release"]
+        settings.SESSION_ENGINE = settings.RELEASE_SESSION_ENGINE
+
+        response = client.get("/")
+
+        assert status(response) == "You are not signed in."
+        assert history_empty(response) == (
+            "The release app is not installed here: nothing is recorded."
+        )
+
+    def test_other_database_failures_are_not_hidden(
+        self, client: Client, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A history that exists but cannot be read is an error, not an empty history."""
+        with monkeypatch.context() as patch:
+            patch.setattr(Logout._meta, "db_table", "django_session")
+            with pytest.raises(DatabaseError) as failed:
+                client.get("/")
+        assert any(entry.name == "latest_logouts" for entry in failed.traceback)
+
+        # The failed query left the transaction usable (PostgreSQL).
+        release()
+        assert history(client.get("/")) == [(0, INSTALL)]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("atomic_requests", [False, True], ids=["autocommit", "atomic_requests"])
+def test_before_the_first_migrate(
+    client: Client, monkeypatch: pytest.MonkeyPatch, atomic_requests: bool
+) -> None:
+    """A web process that starts before the release phase has created the release app's
+    tables; with ATOMIC_REQUESTS, the failed query must not abort the request's transaction
+    (PostgreSQL refuses every later query in it)."""
+    User.objects.create_user(username="alice", password=PASSWORD)
+    assertRedirects(sign_in(client, "alice"), "/")
+    monkeypatch.setitem(connections["default"].settings_dict, "ATOMIC_REQUESTS", atomic_requests)
+    monkeypatch.setattr(Logout._meta, "db_table", "release_logout_not_yet_migrated")
+
+    response = client.get("/")
+
+    assert status(response) == "Signed in as alice."
+    assert history_empty(response) == "No release has run here yet."
 
 
 def test_code_marker_line() -> None:
