@@ -7,23 +7,19 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
 from release.apply import preview_release
+from release.decision.history import history_alias
 from release.exceptions import ReleaseError
 from release.models import Logout
-from release.plan import history_alias
-from release.report import guard_note, plan_lines
+from release.report import decision_lines
 from release.text import one_line
 
 
 def next_release_lines() -> list[str]:
     """The status view's forecast, without counting the sessions (a page view must be quick)."""
     try:
-        outcome = preview_release(count=False)
+        return list(decision_lines(preview_release(count=False)))
     except ReleaseError as error:
         return [f"The next release would fail: {one_line(error)}"]
-    lines = list(plan_lines(outcome.plan))
-    if outcome.plan.logs_out:
-        lines.append(f"Sessions: {outcome.engine}, {outcome.store}{guard_note()}.")
-    return lines
 
 
 if TYPE_CHECKING:

@@ -5,15 +5,15 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from django.conf import settings
 from django.core import checks
 
 from release import conf
+from release.clearing import clearer_for
+from release.conf import CODE_MARKER_SETTING
+from release.decision.markers import InvalidMarker, current_markers
 from release.exceptions import SessionModelMissing, UnsupportedEngine
-from release.markers import CODE_MARKER_SETTING, InvalidMarker, current_markers
-from release.stores import store_for_engine
 from release.text import one_line, shown
-from release.vendors import unsupported_database
+from release.vendors import database
 
 USE_GUARD = (
     f"Set SESSION_ENGINE = {conf.GUARD_ENGINE!r} and {conf.STORAGE_ENGINE_SETTING} to the "
@@ -34,7 +34,7 @@ def check_database_vendor(
     """Oracle's MySQL is not MariaDB: the clear uses MariaDB's syntax (NOWAIT, SET STATEMENT)."""
     problems: list[checks.CheckMessage] = []
     for alias in databases or []:
-        problem = unsupported_database(alias)
+        problem = database(alias).unsupported()
         if problem is not None:
             problems.append(
                 checks.Error(
@@ -98,17 +98,17 @@ def check_session_engine(**kwargs: Any) -> list[checks.CheckMessage]:
                     id="release.E003",
                 )
             ]
-    elif hasattr(settings, conf.STORAGE_ENGINE_SETTING):
+    elif conf.has_guarded_engine_setting():
         return [
             checks.Warning(
                 f"{conf.STORAGE_ENGINE_SETTING} is set, but SESSION_ENGINE is "
-                f"{settings.SESSION_ENGINE!r}, not {conf.GUARD_ENGINE!r}: no session is guarded.",
+                f"{conf.session_engine()!r}, not {conf.GUARD_ENGINE!r}: no session is guarded.",
                 hint=f"Set SESSION_ENGINE = {conf.GUARD_ENGINE!r}.",
                 id="release.W003",
             )
         ]
     try:
-        store = store_for_engine()
+        store = clearer_for()
     except SessionModelMissing as error:
         return [
             checks.Error(
@@ -148,7 +148,7 @@ def check_session_engine(**kwargs: Any) -> list[checks.CheckMessage]:
         ]
     return [
         checks.Warning(
-            f"SESSION_ENGINE is {settings.SESSION_ENGINE!r}, not {conf.GUARD_ENGINE!r}, so "
+            f"SESSION_ENGINE is {conf.session_engine()!r}, not {conf.GUARD_ENGINE!r}, so "
             "sessions that the old release makes while the release phase runs, or during "
             "preboot, survive a logout.",
             hint=USE_GUARD,

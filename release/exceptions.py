@@ -5,6 +5,10 @@ class ReleaseError(Exception):
     """A release step failed; the message says what to do. Nothing was recorded as applied."""
 
 
+class Terminated(ReleaseError):
+    """The process was asked to stop; what it was doing was rolled back."""
+
+
 class UnsupportedEngine(ReleaseError):
     """The configured session engine's sessions cannot be removed by this version."""
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from django.db import DatabaseError, connections, router, transaction
 from django.utils.crypto import get_random_string
 
-from release.markers import current_markers
+from release.decision.markers import current_markers
 from release.models import Logout, ReleaseEpoch
 
 EPOCH_DIGITS = 7  # base 36: seconds since 1970 up to the year 4439

@@ -1,5 +1,5 @@
-"""What the commands say: lines people read in `heroku releases:output`, JSON for pipelines,
-and the same events through the `release` logger."""
+"""What the commands and the admin say, in one place: lines people read in
+`heroku releases:output`, JSON for pipelines, and the same events through the `release` logger."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import Any
 
 from release import conf
 from release.apply import Outcome
-from release.markers import describe
+from release.decision.markers import describe
+from release.decision.plan import MarkerState, Plan
 from release.models import Logout
-from release.plan import Action, MarkerState, Plan
 from release.text import counted
 
 logger = logging.getLogger("release")
@@ -29,7 +29,7 @@ def plan_lines(plan: Plan) -> Iterator[str]:
     yield "Markers:"
     for state in plan.states:
         yield f"  {state.line()}"
-    if plan.action is Action.INSTALL:
+    if plan.kind is Logout.Kind.INSTALL:
         verdict = (
             "record the markers and log everyone out" if plan.logs_out else "record the markers"
         )
@@ -40,10 +40,16 @@ def plan_lines(plan: Plan) -> Iterator[str]:
     yield f"Decision: {verdict}; {plan.reason}."
 
 
-def outcome_lines(outcome: Outcome, *, dry_run: bool = False) -> Iterator[str]:
+def decision_lines(outcome: Outcome) -> Iterator[str]:
+    """The markers, the decision and, where it logs out, the sessions it removes."""
     yield from plan_lines(outcome.plan)
     if outcome.plan.logs_out:
         yield f"Sessions: {outcome.engine}, {outcome.store}{guard_note()}."
+
+
+def outcome_lines(outcome: Outcome, *, dry_run: bool = False) -> Iterator[str]:
+    yield from decision_lines(outcome)
+    if outcome.plan.logs_out:
         for note in outcome.notes:
             yield f"  {note}"
     if dry_run:
@@ -104,7 +110,7 @@ def outcome_json(outcome: Outcome, *, dry_run: bool = False) -> dict[str, Any]:
     return {
         "version": JSON_VERSION,
         "dry_run": dry_run,
-        "decision": plan.action.value,
+        "decision": plan.decision,
         "logs_out": plan.logs_out,
         "reason": plan.reason,
         "epoch": plan.epoch,
@@ -112,7 +118,7 @@ def outcome_json(outcome: Outcome, *, dry_run: bool = False) -> dict[str, Any]:
         "session_engine": outcome.engine,
         "store": outcome.store or None,
         "sessions_removed": outcome.removed if plan.logs_out else 0,
-        "notes": outcome.notes,
+        "notes": list(outcome.notes),
         "seconds": None if dry_run else round(outcome.seconds, 3),
         "recorded_epoch": None if outcome.record is None else outcome.record.epoch,
     }

@@ -1,19 +1,263 @@
-"""Which databases the release can clear sessions on."""
+"""What differs between the databases the release runs on, one class per vendor, chosen once from
+the connection (as Django's `connection.ops` is): how a command holds the release lock, how a
+table is emptied and how long a statement may wait for a lock, how rows are estimated, and which
+errors mean a lock wait timed out or a deadlock.
+
+- PostgreSQL: an advisory lock for the whole command; `TRUNCATE` under a short `lock_timeout`.
+- MariaDB: `GET_LOCK`; `TRUNCATE ... NOWAIT` and `SET STATEMENT ... FOR`, which Oracle's MySQL
+  lacks: `unsupported()` says so, and the system check release.E006 with it.
+- SQLite and anything else: no session-level lock (the whole command is one transaction whose
+  first write takes the database's write lock) and no TRUNCATE: one DELETE, which SQLite does
+  quickly.
+"""
 
 from __future__ import annotations
 
-from django.db import connections
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from django.db import DatabaseError, OperationalError, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from release.exceptions import ReleaseError
+
+LOCK_NAME = "django-release-logout"
 
 
-def unsupported_database(alias: str) -> str | None:
-    """Why database `alias` cannot be used, or None. Oracle's MySQL identifies itself as
-    `mysql`, like MariaDB, but lacks the MariaDB syntax the clear relies on."""
-    connection = connections[alias]
-    if connection.vendor != "mysql" or connection.mysql_is_mariadb:  # type: ignore[attr-defined]
+def _error_code(error: DatabaseError) -> tuple[str | None, object]:
+    cause = error.__cause__
+    args: tuple[object, ...] = getattr(cause, "args", ())
+    return getattr(cause, "sqlstate", None), args[0] if args else None
+
+
+class Database:
+    """A database without a session-level lock or TRUNCATE: SQLite, and the fallback."""
+
+    # Whether a lock can be held across the transactions of a command, so that a big clear can
+    # commit in batches before the transaction that records it.
+    has_session_lock = False
+    can_truncate = False
+    # SQLSTATE codes, and the driver's error numbers where it has no SQLSTATE.
+    lock_timeout_codes: frozenset[object] = frozenset()
+    deadlock_codes: frozenset[object] = frozenset()
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+        self.connection: BaseDatabaseWrapper = connections[alias]
+
+    def quote(self, name: str) -> str:
+        return str(self.connection.ops.quote_name(name))
+
+    def unsupported(self) -> str | None:
+        """Why the release cannot run on this database, or None."""
         return None
-    version = ".".join(str(part) for part in connection.mysql_version)  # type: ignore[attr-defined]
-    return (
-        f"Database {alias!r} is MySQL {version}, not MariaDB: the release clears sessions with "
-        "MariaDB's syntax (TRUNCATE ... NOWAIT, SET STATEMENT ... FOR), which MySQL does not "
-        "have, so every logout there would fail."
+
+    @contextmanager
+    def session_lock(self, wait: float) -> Iterator[None]:
+        """The release lock, held for the whole command where the database has one."""
+        yield
+
+    @contextmanager
+    def _holding(self, unlock: str, param: int | str) -> Iterator[None]:
+        """Until the block ends, then `unlock`. After a failure in the block (SIGTERM in the
+        middle of a query, say) the connection may not take another statement: then it is
+        closed, which ends the lock too, and the failure goes on unchanged."""
+        try:
+            yield
+        except BaseException:
+            try:
+                with self.connection.cursor() as cursor:
+                    cursor.execute(unlock, [param])
+            except DatabaseError:
+                self.connection.close()
+            raise
+        with self.connection.cursor() as cursor:
+            cursor.execute(unlock, [param])
+
+    def is_lock_timeout(self, error: DatabaseError) -> bool:
+        return any(code in self.lock_timeout_codes for code in _error_code(error))
+
+    def is_deadlock(self, error: DatabaseError) -> bool:
+        return any(code in self.deadlock_codes for code in _error_code(error))
+
+    def truncate(self, table: str, lock_timeout_ms: int) -> None:
+        """TRUNCATE `table`, giving up after `lock_timeout_ms` waiting for its lock."""
+        raise NotImplementedError(f"{self.connection.vendor} has no TRUNCATE here")
+
+    def wait_for_row_locks(self, cursor: Any, seconds: int) -> None:
+        """How long each statement of the current transaction waits for a locked row."""
+
+    def estimated_rows(self, table: str) -> int | None:
+        """The planner's estimate of the rows of `table`, where it keeps one."""
+        return None
+
+    def among(self, column: str, keys: list[Any]) -> tuple[str, list[Any]]:
+        """`column` is one of `keys`."""
+        return f"{column} IN ({', '.join(['%s'] * len(keys))})", list(keys)
+
+    def delete_locked(self, table: str, key: str, keys: list[Any]) -> int:
+        """Delete rows this transaction has locked, by key, without waiting for any other row."""
+        among, params = self.among(key, keys)
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {table} WHERE {among}", params)
+            return int(max(cursor.rowcount, 0))
+
+    @contextmanager
+    def by_index(self) -> Iterator[None]:
+        """Around statements that look a batch of keys up in foreign keys' indexes."""
+        yield
+
+    def check_constraints_now(self) -> None:
+        """Check the transaction's deferred foreign keys now, where a refusal can be explained."""
+
+
+class PostgreSQL(Database):
+    has_session_lock = True
+    can_truncate = True
+    lock_timeout_codes = frozenset({"55P03"})  # lock_not_available
+    deadlock_codes = frozenset({"40P01"})
+    # pg_advisory_lock takes a bigint: the first 8 bytes of the name's hash.
+    LOCK_KEY = int.from_bytes(hashlib.sha256(LOCK_NAME.encode()).digest()[:8], "big", signed=True)
+
+    @contextmanager
+    def session_lock(self, wait: float) -> Iterator[None]:
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"SET lock_timeout = '{int(wait * 1000)}ms'")
+            try:
+                cursor.execute("SELECT pg_advisory_lock(%s)", [self.LOCK_KEY])
+            except OperationalError as error:
+                raise busy(self.alias, wait) from error
+            finally:
+                cursor.execute("RESET lock_timeout")
+        with self._holding("SELECT pg_advisory_unlock(%s)", self.LOCK_KEY):
+            yield
+
+    def truncate(self, table: str, lock_timeout_ms: int) -> None:
+        with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL lock_timeout = '{lock_timeout_ms}ms'")
+            cursor.execute(f"TRUNCATE {table}")
+
+    def wait_for_row_locks(self, cursor: Any, seconds: int) -> None:
+        cursor.execute(f"SET LOCAL lock_timeout = '{seconds}s'")
+
+    def estimated_rows(self, table: str) -> int | None:
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)", [table]
+            )
+            row = cursor.fetchone()
+        return None if row is None else int(row[0])
+
+    def among(self, column: str, keys: list[Any]) -> tuple[str, list[Any]]:
+        # One array parameter, which psycopg sends without parsing thousands of placeholders.
+        return f"{column} = ANY(%s)", [list(keys)]
+
+    @contextmanager
+    def by_index(self) -> Iterator[None]:
+        """For a batch of 1,000 keys the planner expects 1,000 rows in each table that refers
+        to the sessions, and would rather read a table of 100,000 login records whole, at every
+        batch: ten times slower. Only for these statements, in this transaction: not for the
+        database's own foreign key checks, which may have no index to use."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT current_setting('enable_seqscan'), "
+                "set_config('enable_seqscan', 'off', true)"
+            )
+            row = cursor.fetchone()
+        yield  # on an error the transaction rolls back, and the setting with it
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT set_config('enable_seqscan', %s, true)", [row[0] if row else "on"]
+            )
+
+    def check_constraints_now(self) -> None:
+        # Django's foreign keys are DEFERRABLE INITIALLY DEFERRED: checked at COMMIT otherwise.
+        with self.connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+
+
+class MariaDB(Database):
+    has_session_lock = True
+    can_truncate = True
+    lock_timeout_codes = frozenset({1205})  # lock wait timeout exceeded
+    deadlock_codes = frozenset({1213})
+
+    def lock_name(self) -> str:
+        """GET_LOCK names are server-wide: the lock of one database, at most 64 characters."""
+        database = str(self.connection.settings_dict["NAME"])
+        return f"{LOCK_NAME}:{hashlib.sha256(database.encode()).hexdigest()[:32]}"
+
+    @contextmanager
+    def session_lock(self, wait: float) -> Iterator[None]:
+        name = self.lock_name()
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT GET_LOCK(%s, %s)", [name, wait])
+            if cursor.fetchone() != (1,):
+                raise busy(self.alias, wait)
+        with self._holding("SELECT RELEASE_LOCK(%s)", name):
+            yield
+
+    def truncate(self, table: str, lock_timeout_ms: int) -> None:
+        # DDL: it commits by itself. NOWAIT gives up at once where the table is in use.
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"TRUNCATE TABLE {table} NOWAIT")
+
+    def wait_for_row_locks(self, cursor: Any, seconds: int) -> None:
+        cursor.execute(f"SET SESSION innodb_lock_wait_timeout = {seconds}")
+
+    def delete_locked(self, table: str, key: str, keys: list[Any]) -> int:
+        """MariaDB may scan the table for a short IN list and then wait for rows other
+        transactions hold: there the statement gives up at once, and the rows go one key at a
+        time."""
+        among, params = self.among(key, keys)
+        with self.connection.cursor() as cursor:
+            try:
+                with transaction.atomic(using=self.alias):
+                    cursor.execute(
+                        f"SET STATEMENT innodb_lock_wait_timeout = 0 FOR "
+                        f"DELETE FROM {table} WHERE {among}",
+                        params,
+                    )
+                    return int(max(cursor.rowcount, 0))
+            except DatabaseError as error:
+                if not self.is_lock_timeout(error):
+                    raise
+            removed = 0
+            for one in keys:
+                cursor.execute(f"DELETE FROM {table} WHERE {key} = %s", [one])
+                removed += max(cursor.rowcount, 0)
+            return removed
+
+
+class MySQL(MariaDB):
+    """Oracle's MySQL identifies itself as `mysql`, like MariaDB, but lacks the MariaDB syntax
+    the clear relies on."""
+
+    def unsupported(self) -> str | None:
+        version = ".".join(str(part) for part in self.connection.mysql_version)  # type: ignore[attr-defined]
+        return (
+            f"Database {self.alias!r} is MySQL {version}, not MariaDB: the release clears "
+            "sessions with MariaDB's syntax (TRUNCATE ... NOWAIT, SET STATEMENT ... FOR), which "
+            "MySQL does not have, so every logout there would fail."
+        )
+
+
+def database(alias: str) -> Database:
+    """The vendor class of database `alias`."""
+    connection = connections[alias]
+    if connection.vendor == "postgresql":
+        return PostgreSQL(alias)
+    if connection.vendor == "mysql":
+        return MariaDB(alias) if connection.mysql_is_mariadb else MySQL(alias)  # type: ignore[attr-defined]
+    return Database(alias)
+
+
+def busy(alias: str, wait: float) -> ReleaseError:
+    return ReleaseError(
+        f"Another release or force_logout has held the release lock on database {alias!r} "
+        f"for over {wait:.0f} s. Let it finish (`heroku ps` shows it), then run the release "
+        "again."
     )

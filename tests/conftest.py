@@ -51,7 +51,7 @@ def clock_at_1970(monkeypatch: pytest.MonkeyPatch) -> None:
     """Epochs come from the clock, and are always greater than the newest one recorded: with
     the clock at 0, this process numbers them 1, 2, 3 as logouts happen. Tests of the clock
     itself set it otherwise; child processes use the real one."""
-    monkeypatch.setattr("release.plan.clock", lambda: 0)
+    monkeypatch.setattr("release.decision.plan.clock", lambda: 0)
 
 
 @pytest.fixture(autouse=True)

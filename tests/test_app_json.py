@@ -77,10 +77,10 @@ class TestAppJson:
 
     def test_env_names_are_ones_the_code_reads(self, app_json: dict[str, Any]) -> None:
         settings_source = (ROOT / "example_project" / "settings.py").read_text(encoding="utf-8")
-        markers_source = (ROOT / "release" / "markers.py").read_text(encoding="utf-8")
+        conf_source = (ROOT / "release" / "conf.py").read_text(encoding="utf-8")
 
         assert '"DJANGO_SECRET_KEY"' in settings_source
-        assert '"FORCE_LOGOUT_ON_DEPLOY"' in markers_source
+        assert '"FORCE_LOGOUT_ON_DEPLOY"' in conf_source
         assert set(app_json["env"]) == {"DJANGO_SECRET_KEY", "FORCE_LOGOUT_ON_DEPLOY"}
 
     def test_postgres_addon(self, app_json: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ from django.core.management import CommandError
 from django.db import DatabaseError
 from pytest_django.fixtures import Settings
 
-from release import cache_keys
+from release.clearing import keys as cache_keys
 from release.locking import has_session_lock
 from release.models import AppliedMarker, Logout
 from tests.conftest import (
@@ -217,7 +217,7 @@ def test_nothing_is_removed_when_the_first_step_fails(installed: None, settings:
 
     with pytest.MonkeyPatch.context() as patched:
         patched.setattr(
-            "release.stores.DatabaseSessions.clear",
+            "release.clearing.db.DatabaseSessions.clear",
             failing_on(1, lambda *args: None, Injected("refused at once")),
         )
         message = logout_failed(settings, "2")

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from pytest_django.fixtures import Settings
 
 from release.checks import check_code_marker
-from release.markers import CONFIG_MARKER_VAR, Markers, normalise_config_marker
+from release.conf import CONFIG_MARKER_VAR
+from release.decision.markers import Markers, normalise_config_marker
 from release.models import AppliedMarker, Logout
 from tests.conftest import make_sessions, release
 

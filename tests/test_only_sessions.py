@@ -25,10 +25,13 @@ from django.core.cache import BaseCache, caches
 from django.utils.crypto import get_random_string
 from pytest_django.fixtures import Settings
 
-from release import cache_keys, guard
+from release import guard
+from release.clearing import clearer_for
+from release.clearing import keys as cache_keys
+from release.clearing.cache import CacheSessions
+from release.clearing.file import FileSessions
 from release.models import Logout
 from release.sessions import guarded_store_class
-from release.stores import CacheSessions, FileSessions, store_for_engine
 from release.text import counted
 from tests.conftest import CACHE, CACHED_DB, FILE, make_sessions, needs_redis, release
 
@@ -178,7 +181,7 @@ def test_file_engine_reports_progress_every_thousand_files(
     seed_file_look_alikes(session_dir, "sessionid")
     others = tree(session_dir)
     others = {name: content for name, content in others.items() if content != b"{}"}
-    store = store_for_engine()
+    store = clearer_for()
     assert isinstance(store, FileSessions)
     assert store.count() == 2_500
     calls: list[tuple[int, int | None]] = []
@@ -374,7 +377,7 @@ def test_redis_progress_after_each_unlink_batch(
     )
     seed_redis_look_alikes(cache, CACHE, raw_keys)
     cache.set_many({prefix + "_stats" + str(i): i for i in range(cache_keys.BATCH)})
-    store = store_for_engine()
+    store = clearer_for()
     assert isinstance(store, CacheSessions)
     assert store.count() == count
     calls: list[tuple[int, int | None]] = []

@@ -8,7 +8,7 @@ import pytest
 from django.core.management import load_command_class
 from django.core.management.base import BaseCommand
 
-from release import conf, markers
+from release import conf
 from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text()
@@ -59,8 +59,8 @@ def test_check_ids_are_documented() -> None:
 
 def test_settings_are_documented() -> None:
     assert first_column(section("## Settings")) >= {
-        markers.CODE_MARKER_SETTING,
-        markers.CONFIG_MARKER_VAR,
+        conf.CODE_MARKER_SETTING,
+        conf.CONFIG_MARKER_VAR,
         conf.FAIL_OPEN_SETTING,
         conf.STORAGE_ENGINE_SETTING,
         conf.SESSION_MODEL_SETTING,
@@ -75,8 +75,8 @@ def test_example_environment_is_documented() -> None:
     read.discard("CI")
 
     documented = first_column(section("## Settings")) - {
-        markers.CODE_MARKER_SETTING,
-        markers.CONFIG_MARKER_VAR,
+        conf.CODE_MARKER_SETTING,
+        conf.CONFIG_MARKER_VAR,
         conf.STORAGE_ENGINE_SETTING,
         conf.SESSION_MODEL_SETTING,
     }
@@ -126,3 +126,26 @@ def test_quickstart_has_two_commands() -> None:
     assert all("\n" not in block for block in blocks)
     assert "manage.py release" in blocks[0]
     assert "pytest" in blocks[1]
+
+
+def test_the_layout_names_every_module_and_folder_of_the_app() -> None:
+    block = README.split("## Layout", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    listed, folders = set(), ["release/"]
+    for line in block.splitlines()[1:]:
+        name = line.split()[0]
+        depth = (len(line) - len(line.lstrip())) // 2  # under release/: 1
+        del folders[depth:]
+        listed.add("".join(folders) + name)
+        if name.endswith("/"):
+            folders.append(name)
+    release = ROOT / "release"
+    modules = {
+        f"{path.relative_to(ROOT)}/" if path.is_dir() else str(path.relative_to(ROOT))
+        for path in release.rglob("*")
+        if (path.is_dir() or path.suffix == ".py")
+        and "__pycache__" not in path.parts
+        and path.parent.name not in {"migrations", "commands"}
+        and not (path.name == "__init__.py" and path.parent != release / "clearing")
+        and "templates" not in path.parts
+    }
+    assert listed == modules

@@ -285,7 +285,7 @@ class TestFailures:
 
         # The last write of the transaction, after the delete and the history record.
         with monkeypatch.context() as patched:
-            patched.setattr("release.apply._release_pair", fail)
+            patched.setattr("release.apply._record_markers_epoch", fail)
             with pytest.raises(CommandError, match="disk full"):
                 release()
 

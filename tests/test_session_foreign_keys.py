@@ -23,8 +23,8 @@ from django.db.models.signals import post_delete, pre_delete
 from django.test.utils import CaptureQueriesContext
 from pytest_django.fixtures import Settings
 
-from release import tables
 from release.apply import apply_release
+from release.clearing import dependents
 from release.exceptions import ReleaseError
 from release.models import Logout
 from tests.conftest import make_sessions, release, vendor
@@ -55,7 +55,7 @@ from tests.test_faults import needs_session_lock, open_connection
 ENGINE = "tests.login_records.backend"
 LOOSE_ENGINE = "tests.login_records.loose_backend"
 TABLE = "login_records_loginsession"
-BATCH = tables.BATCH_ROWS_WITH_DEPENDENTS
+BATCH = dependents.BATCH_ROWS_WITH_DEPENDENTS
 
 
 @pytest.fixture(autouse=True)
@@ -309,7 +309,7 @@ def test_the_next_release_goes_once_the_rows_are_gone(installed: None, settings:
 
 @pytest.mark.django_db
 def test_relations_are_found_from_the_model() -> None:
-    found = tables.dependents(LoginSession)
+    found = dependents.dependents(LoginSession)
 
     assert {(r.name, r.rule) for r in found.direct} == {
         ("login_records.LoginSession_labels.loginsession", "CASCADE"),
@@ -331,7 +331,7 @@ def test_relations_are_found_from_the_model() -> None:
     assert order.index("login_records.LoginEvent") < order.index("login_records.CascadeLogin")
     assert order.index("login_records.RestrictedLogin") < order.index("login_records.CascadeLogin")
     assert found.acts
-    assert not tables.dependents(LooseSession).acts
+    assert not dependents.dependents(LooseSession).acts
 
 
 @pytest.mark.django_db

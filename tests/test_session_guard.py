@@ -29,7 +29,7 @@ from django.utils.module_loading import import_string
 from pytest_django.fixtures import Settings
 
 import release.guard as guard
-from release import cache_keys
+from release.clearing import keys as cache_keys
 from release.guard import Stamp, forget_process_stamp, process_stamp, stamp_of_key
 from release.models import AppliedMarker, Logout, ReleaseEpoch
 from tests.conftest import CACHE, CACHED_DB, COOKIES, CUSTOM, DB, FILE, needs_redis, release
@@ -190,7 +190,7 @@ def test_case_2_a_restored_database_never_reuses_an_epoch(
     user: User, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings.RELEASE_SESSION_ENGINE = COOKIES  # a stolen cookie needs nothing on the server
-    monkeypatch.setattr("release.plan.clock", lambda: 1_700_000_000)
+    monkeypatch.setattr("release.decision.plan.clock", lambda: 1_700_000_000)
     deploy(settings, 1)
     backup = snapshot()
     force_logout("first")
@@ -199,7 +199,7 @@ def test_case_2_a_restored_database_never_reuses_an_epoch(
     assert on(start(), stolen)
 
     restore(backup)
-    monkeypatch.setattr("release.plan.clock", lambda: 1_700_000_600)  # ten minutes later
+    monkeypatch.setattr("release.decision.plan.clock", lambda: 1_700_000_600)  # ten minutes later
     force_logout("after the restore")
 
     assert not on(start(), stolen)

@@ -18,8 +18,8 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from pytest_django.fixtures import Settings
 
-from release import cache_keys
 from release.checks import check_session_engine
+from release.clearing import keys as cache_keys
 from release.guard import forget_process_stamp
 from release.models import Logout
 from tests.conftest import (

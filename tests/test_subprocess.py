@@ -15,7 +15,7 @@ from django.contrib.sessions.models import Session
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from release import locking
+from release import locking, vendors
 from release.exceptions import ReleaseError
 from release.models import Logout
 from tests.conftest import ROOT, child_env, make_sessions, release, run_manage
@@ -122,17 +122,17 @@ def waiting_for_release_lock(observer: BaseDatabaseWrapper) -> int:
 def holding_the_release_lock(observer: BaseDatabaseWrapper) -> Iterator[None]:
     with observer.cursor() as cursor:
         if observer.vendor == "postgresql":
-            cursor.execute("SELECT pg_advisory_lock(%s)", [locking.PG_LOCK_KEY])
+            cursor.execute("SELECT pg_advisory_lock(%s)", [vendors.PostgreSQL.LOCK_KEY])
         else:
-            cursor.execute("SELECT GET_LOCK(%s, 0)", [locking.mysql_lock_name("default")])
+            cursor.execute("SELECT GET_LOCK(%s, 0)", [vendors.MariaDB("default").lock_name()])
     try:
         yield
     finally:
         with observer.cursor() as cursor:
             if observer.vendor == "postgresql":
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [locking.PG_LOCK_KEY])
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [vendors.PostgreSQL.LOCK_KEY])
             else:
-                cursor.execute("SELECT RELEASE_LOCK(%s)", [locking.mysql_lock_name("default")])
+                cursor.execute("SELECT RELEASE_LOCK(%s)", [vendors.MariaDB("default").lock_name()])
 
 
 def start_all_at_once(
@@ -252,12 +252,12 @@ def test_waiting_too_long_for_the_release_lock_says_so() -> None:
         with (
             holding_the_release_lock(observer),
             pytest.raises(ReleaseError) as excinfo,
-            locking.release_lock("default", wait=0.3),
+            locking.one_at_a_time("default", "test", wait=0.3),
         ):
             pass
     finally:
         observer.close()
 
     assert "has held the release lock on database 'default' for over 0 s" in str(excinfo.value)
-    with locking.release_lock("default", wait=0.3):
+    with locking.one_at_a_time("default", "test", wait=0.3):
         pass  # free again

@@ -11,6 +11,7 @@ from typing import Any
 from django.core.cache import BaseCache
 from django.core.cache.backends.redis import RedisCache
 
+from release.clearing.base import Progress
 from release.guard import KEY_CHARS, KEY_LENGTH
 
 # Keys per SCAN step and per UNLINK: big enough to be quick, small enough that memory does not
@@ -113,7 +114,7 @@ def unlink_matching(
     client: Any,
     pattern: str,
     batch: int = BATCH,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
     where: Callable[[Any], bool] | None = None,
 ) -> int:
     """SCAN for `pattern` and UNLINK what it finds (what `where` accepts, if given), `batch` keys
@@ -122,7 +123,7 @@ def unlink_matching(
     for keys in batched(scan(client, pattern, where, batch), batch):
         removed += client.unlink(*keys)
         if progress is not None:
-            progress(removed)
+            progress(removed, None)
     return removed
 
 

@@ -1,22 +1,18 @@
-"""The two markers that ask for a logout, read from settings and the environment.
+"""The two markers that ask for a logout: their values as compared and stored, and shown.
 
-This module is the one place that reads them: the release command, the status view, the system
-checks and the session guard all call `current_markers()`.
+The release command, the status view, the system checks and the session guard all call
+`current_markers()`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from typing import Any, overload
 
-from django.conf import settings
-
+from release import conf
+from release.conf import CODE_MARKER_SETTING, CONFIG_MARKER_VAR
 from release.text import shown
-
-CODE_MARKER_SETTING = "FORCE_LOGOUT_VERSION"
-CONFIG_MARKER_VAR = "FORCE_LOGOUT_ON_DEPLOY"
 
 CODE = "code"
 CONFIG = "config"
@@ -42,6 +38,9 @@ class Markers:
     def digest(self) -> str:
         """Identifies this pair of values, whatever their length or characters."""
         return digest_of(f"{_tag(self.code)}\n{_tag(self.config)}")
+
+
+NO_MARKERS = Markers(code=None, config=None)
 
 
 def _tag(value: str | None) -> str:
@@ -87,11 +86,9 @@ def normalise_config_marker(value: str | None) -> str | None:
 
 def current_markers() -> Markers:
     """The markers of the running code and environment. Raises InvalidMarker on a bad setting."""
-    sentinel = object()
-    raw_code = getattr(settings, CODE_MARKER_SETTING, sentinel)
-    code = None if raw_code is sentinel else normalise_code_marker(raw_code)
-    config = normalise_config_marker(os.environ.get(CONFIG_MARKER_VAR))
-    return Markers(code=code, config=config)
+    raw_code = conf.code_marker()
+    code = None if raw_code is conf.UNSET else normalise_code_marker(raw_code)
+    return Markers(code=code, config=normalise_config_marker(conf.config_marker()))
 
 
 @overload

@@ -1,22 +1,16 @@
-"""Deciding what a release does, from the markers and what this database has applied."""
+"""Deciding what a release or a forced logout does: `decide()`, from the markers and the history,
+with no database."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from django.db import connections, router
-
-from release.markers import CODE, CONFIG, MARKER_NAMES, Markers, describe, digest_of
-from release.models import AppliedMarker, Logout, ReleaseEpoch
-
-
-class Action(StrEnum):
-    INSTALL = "install"
-    LOGOUT = "logout"
-    NOTHING = "nothing"
+from release.decision.history import History
+from release.decision.markers import CODE, CONFIG, MARKER_NAMES, Markers, describe
+from release.exceptions import ReleaseError
+from release.models import Logout
 
 
 class Status(StrEnum):
@@ -67,32 +61,43 @@ class MarkerState:
 
 @dataclass(frozen=True)
 class Plan:
-    action: Action
+    """What to do: `kind` is the history entry to record (None: nothing to record)."""
+
+    kind: Logout.Kind | None
     markers: Markers
     states: tuple[MarkerState, MarkerState]
     logs_out: bool
     reason: str
-    epoch: int  # the newest epoch after this release: a new one if it logs out
+    epoch: int  # the newest epoch after this: a new one if it logs out
+
+    @property
+    def decision(self) -> str:
+        """`install`, `logout` or `nothing`, as the JSON documents say it."""
+        if self.kind is Logout.Kind.INSTALL:
+            return "install"
+        return "logout" if self.logs_out else "nothing"
 
     @property
     def new_states(self) -> list[MarkerState]:
         return [state for state in self.states if state.is_new]
 
+    @property
+    def applies(self) -> list[MarkerState]:
+        """The marker values recorded as applied: every value the install finds, the new ones
+        of a marker logout; a forced logout leaves the markers alone."""
+        if self.kind is Logout.Kind.INSTALL:
+            chosen = list(self.states)
+        elif self.kind is Logout.Kind.MARKERS:
+            chosen = self.new_states
+        else:
+            chosen = []
+        return [state for state in chosen if state.current is not None]
 
-def history_alias() -> str:
-    return router.db_for_write(Logout)
-
-
-def is_installed(alias: str | None = None) -> bool:
-    """Whether this app's tables exist (a dry run before the first migrate has none)."""
-    alias = alias or history_alias()
-    return Logout._meta.db_table in connections[alias].introspection.table_names()
-
-
-def latest_epoch(alias: str) -> int | None:
-    """The newest epoch this database has, or None before the first release with the tool."""
-    newest = Logout.objects.using(alias).order_by("-epoch").values_list("epoch", flat=True)
-    return newest.first()
+    @property
+    def releases_markers(self) -> bool:
+        """Whether processes with these markers move to this epoch (`release.guard`): a release
+        step does; a forced logout releases no marker values."""
+        return self.kind is not Logout.Kind.FORCED
 
 
 def clock() -> int:
@@ -100,58 +105,48 @@ def clock() -> int:
     return int(time.time())
 
 
-def next_epoch(newest: int | None) -> int:
+def next_epoch(newest: int | None, now: int | None = None) -> int:
     """A new logout's epoch: now, in seconds since 1970, and greater than every epoch this
     database has (`newest`); so a database restored from a backup never gives an epoch twice."""
-    return max(clock(), (newest or 0) + 1)
+    return max(clock() if now is None else now, (newest or 0) + 1)
 
 
-def applied_by(alias: str, kind: str, value: str) -> Logout | None:
-    """The event that applied `value` of marker `kind` here, if one did."""
-    applied = (
-        AppliedMarker.objects.using(alias)
-        .filter(kind=kind, digest=digest_of(value))
-        .select_related("logout")
-        .first()
-    )
-    return None if applied is None else applied.logout
+def marker_states(markers: Markers, history: History) -> tuple[MarkerState, MarkerState]:
+    """Each marker's state; before the first release every value set is the baseline."""
 
-
-def previous_markers(alias: str) -> Markers:
-    last = ReleaseEpoch.objects.using(alias).order_by("-released_at", "-pk").first()
-    if last is None:
-        return Markers(code=None, config=None)
-    return Markers(code=last.code_marker, config=last.config_marker)
-
-
-def marker_states(
-    markers: Markers, previous: Markers, applied: Callable[[str, str], Logout | None] | None
-) -> tuple[MarkerState, MarkerState]:
-    """Each marker's state; `applied` None means the first release, which applies them all."""
-
-    def state(kind: str, current: str | None) -> MarkerState:
+    def state(kind: str) -> MarkerState:
+        current = markers.get(kind)
+        previous = history.previous.get(kind)
         if current is None:
-            return MarkerState(kind, previous.get(kind), current, Status.UNSET)
-        if applied is None:
-            return MarkerState(kind, previous.get(kind), current, Status.BASELINE)
-        by = applied(kind, current)
-        status = Status.NEW if by is None else Status.APPLIED
-        return MarkerState(kind, previous.get(kind), current, status, by)
+            return MarkerState(kind, previous, current, Status.UNSET)
+        if history.newest is None:
+            return MarkerState(kind, previous, current, Status.BASELINE)
+        by = history.applied.get(kind)
+        return MarkerState(
+            kind, previous, current, Status.NEW if by is None else Status.APPLIED, by
+        )
 
-    return state(CODE, markers.code), state(CONFIG, markers.config)
+    return state(CODE), state(CONFIG)
 
 
-def make_plan(
-    markers: Markers, *, logout_on_install: bool = False, alias: str | None = None
+def decide(
+    markers: Markers,
+    history: History,
+    *,
+    forced: str | None = None,
+    logout_on_install: bool = False,
+    now: int | None = None,
 ) -> Plan:
-    """What a release with `markers` does now. Read inside the release lock to act on it."""
-    alias = alias or history_alias()
-    installed = is_installed(alias)
-    newest = latest_epoch(alias) if installed else None
-    previous = previous_markers(alias) if installed else Markers(code=None, config=None)
-
-    if newest is None:
-        states = marker_states(markers, previous, None)
+    """What a release with `markers` does on a database with `history`; with `forced`, the
+    reason an operator gives for logging everyone out whatever the markers say."""
+    states = marker_states(markers, history)
+    if history.newest is None:
+        if forced is not None:
+            raise ReleaseError(
+                "No release with the tool has run on this database yet, so there is no "
+                "baseline to log out from. Run `python manage.py release --logout-on-install` "
+                "instead."
+            )
         if logout_on_install:
             reason = "this is the first release with the tool, and --logout-on-install is given"
         else:
@@ -160,16 +155,21 @@ def make_plan(
                 "(--logout-on-install would)"
             )
         # The first release's record has epoch 0 unless it logs out: it enforces nothing.
-        epoch = next_epoch(None) if logout_on_install else 0
-        return Plan(Action.INSTALL, markers, states, logout_on_install, reason, epoch)
-
-    states = marker_states(markers, previous, lambda kind, value: applied_by(alias, kind, value))
+        epoch = next_epoch(None, now) if logout_on_install else 0
+        return Plan(Logout.Kind.INSTALL, markers, states, logout_on_install, reason, epoch)
+    if forced is not None:
+        reason = f"an operator forced it: {forced!r}"
+        return Plan(
+            Logout.Kind.FORCED, markers, states, True, reason, next_epoch(history.newest, now)
+        )
     new = [state for state in states if state.is_new]
     if new:
         reason = " and ".join(
             f"{state.name} is {describe(state.current)}, which this database has never applied"
             for state in new
         )
-        return Plan(Action.LOGOUT, markers, states, True, reason, next_epoch(newest))
+        return Plan(
+            Logout.Kind.MARKERS, markers, states, True, reason, next_epoch(history.newest, now)
+        )
     reason = "no marker has a value that this database has not applied"
-    return Plan(Action.NOTHING, markers, states, False, reason, newest)
+    return Plan(None, markers, states, False, reason, history.newest)

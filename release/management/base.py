@@ -1,21 +1,23 @@
 """What the three commands share: connect first, then the system checks, so that a database
-that is down gets one line and not the traceback of a check that queried it."""
+that is down gets one line and not the traceback of a check that queried it; one way to turn a
+failure into the command's error; one way to print an outcome."""
 
 from __future__ import annotations
 
-import os
+import json
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, connections
 
-from release.plan import history_alias
-from release.text import one_line
+from release import conf
+from release.apply import Outcome
+from release.decision.history import history_alias
+from release.exceptions import ReleaseError
+from release.report import log_outcome, outcome_json, outcome_lines
+from release.text import folded, one_line
 
 RETRY = "Fix the cause, then deploy again or run `heroku releases:retry`."
-# Seconds libpq waits for a PostgreSQL connection, unless the environment says otherwise: a
-# database that does not answer fails the command in seconds, not in the dyno's hour.
-CONNECT_TIMEOUT = 10
 
 
 class ReleaseCommand(BaseCommand):
@@ -30,7 +32,7 @@ class ReleaseCommand(BaseCommand):
 
     def connect_and_check(self, options: dict[str, Any]) -> str:
         """Connect to the app's database, then run every system check against it; its alias."""
-        os.environ.setdefault("PGCONNECT_TIMEOUT", str(CONNECT_TIMEOUT))
+        conf.limit_connect_wait()
         alias = history_alias()
         try:
             connections[alias].ensure_connection()
@@ -43,3 +45,21 @@ class ReleaseCommand(BaseCommand):
         if not options.get("skip_checks"):
             self.check(databases=[alias])
         return alias
+
+    def failure(self, error: ReleaseError | DatabaseError) -> str:
+        """The one-line message of a failed release or logout, with what to do next."""
+        if isinstance(error, ReleaseError):
+            return f"{folded(error)} {self.retry}"
+        return (
+            f"The release step failed: {one_line(error)}. Nobody was logged out and nothing "
+            f"was recorded. {self.retry}"
+        )
+
+    def emit(self, outcome: Outcome, *, as_json: bool, dry_run: bool = False) -> None:
+        """The outcome: one log record, and the summary as lines or as one JSON document."""
+        log_outcome(outcome, dry_run=dry_run)
+        if as_json:
+            self.stdout.write(json.dumps(outcome_json(outcome, dry_run=dry_run), indent=2))
+            return
+        for line in outcome_lines(outcome, dry_run=dry_run):
+            self.stdout.write(line)

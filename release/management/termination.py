@@ -7,11 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-from release.exceptions import ReleaseError
-
-
-class Terminated(ReleaseError):
-    """The process was asked to stop; what it was doing was rolled back."""
+from release.exceptions import Terminated
 
 
 def _raise(signum: int, frame: FrameType | None) -> None:

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 from argparse import ArgumentParser
 from typing import Any
 
@@ -9,9 +8,8 @@ from django.core.management.base import CommandError
 from release.apply import force_logout
 from release.exceptions import ReleaseError
 from release.management.base import ReleaseCommand
-from release.report import ProgressReport, log_outcome, outcome_json, outcome_lines
-from release.termination import stopping_on_sigterm
-from release.text import folded
+from release.management.termination import stopping_on_sigterm
+from release.report import ProgressReport
 
 
 class Command(ReleaseCommand):
@@ -45,15 +43,11 @@ class Command(ReleaseCommand):
                 chatter = self.stderr if options["json"] else self.stdout
                 outcome = force_logout(options["reason"], progress=ProgressReport(chatter.write))
         except ReleaseError as error:
-            raise CommandError(f"{folded(error)} {self.retry}") from error
-        log_outcome(outcome)
-        if options["json"]:
-            self.stdout.write(json.dumps(outcome_json(outcome), indent=2))
-            return
-        for line in outcome_lines(outcome):
-            self.stdout.write(line)
-        self.stdout.write(
-            "Restart the web dynos now (`heroku ps:restart`): until a process restarts, it "
-            "still accepts the sessions from before this logout that could not be removed, "
-            "and the sessions it makes meanwhile are refused after the restart."
-        )
+            raise CommandError(self.failure(error)) from error
+        self.emit(outcome, as_json=options["json"])
+        if not options["json"]:
+            self.stdout.write(
+                "Restart the web dynos now (`heroku ps:restart`): until a process restarts, it "
+                "still accepts the sessions from before this logout that could not be removed, "
+                "and the sessions it makes meanwhile are refused after the restart."
+            )

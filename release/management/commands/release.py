@@ -10,18 +10,11 @@ from django.db import DatabaseError
 
 from release.apply import apply_release, preview_release
 from release.conf import FAIL_OPEN_SETTING, fail_open
-from release.exceptions import ReleaseError
+from release.exceptions import ReleaseError, Terminated
 from release.management.base import RETRY, ReleaseCommand
-from release.report import (
-    JSON_VERSION,
-    ProgressReport,
-    log_outcome,
-    logger,
-    outcome_json,
-    outcome_lines,
-)
-from release.termination import Terminated, stopping_on_sigterm
-from release.text import folded, one_line
+from release.management.termination import stopping_on_sigterm
+from release.report import JSON_VERSION, ProgressReport, logger
+from release.text import one_line
 
 
 class Command(ReleaseCommand):
@@ -64,7 +57,9 @@ class Command(ReleaseCommand):
                 self.connect_and_check(options)
                 if not options["skip_migrate"]:
                     self.migrate(dry_run=dry_run, verbosity=options["verbosity"])
-                self.release(dry_run=dry_run, logout_on_install=options["logout_on_install"])
+                self.run_release_step(
+                    dry_run=dry_run, logout_on_install=options["logout_on_install"]
+                )
         except SystemCheckError:
             raise  # Django prints the checks' own report
         except CommandError as error:
@@ -86,7 +81,7 @@ class Command(ReleaseCommand):
                 f"recorded. {RETRY}"
             ) from error
 
-    def release(self, *, dry_run: bool, logout_on_install: bool) -> None:
+    def run_release_step(self, *, dry_run: bool, logout_on_install: bool) -> None:
         try:
             if dry_run:
                 outcome = preview_release(logout_on_install=logout_on_install)
@@ -98,23 +93,12 @@ class Command(ReleaseCommand):
         except Terminated:
             raise
         except (ReleaseError, DatabaseError) as error:
-            if isinstance(error, ReleaseError):
-                message = f"{folded(error)} {RETRY}"
-            else:
-                message = (
-                    f"The release step failed: {one_line(error)}. Nobody was logged out and "
-                    f"nothing was recorded. {RETRY}"
-                )
+            message = self.failure(error)
             if dry_run or not fail_open():
                 raise CommandError(message) from error
             self.fail_open(message)
             return
-        log_outcome(outcome, dry_run=dry_run)
-        if self.as_json:
-            self.stdout.write(json.dumps(outcome_json(outcome, dry_run=dry_run), indent=2))
-            return
-        for line in outcome_lines(outcome, dry_run=dry_run):
-            self.stdout.write(line)
+        self.emit(outcome, as_json=self.as_json, dry_run=dry_run)
 
     def fail_open(self, message: str) -> None:
         warning = (

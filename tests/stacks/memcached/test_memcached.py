@@ -27,8 +27,8 @@ from django.test import Client
 from django.utils import timezone
 from pytest_django.fixtures import Settings
 
+from release.clearing import clearer_for
 from release.guard import forget_process_stamp
-from release.stores import store_for_engine
 from tests.conftest import CACHE, CACHED_DB, release
 from tests.processes import Process, running, start
 from tests.stacks.memcached.conftest import Memcached
@@ -199,7 +199,7 @@ def test_cached_db_deletes_the_copies_of_every_row_in_batches(
     store = store_class(CACHED_DB)
     prefix = str(store.cache_key_prefix)  # type: ignore[attr-defined]
     data = store().encode({"n": 1})
-    count = 5_001  # more than one batch of release.cache_keys.BATCH
+    count = 5_001  # more than one batch of release.clearing.keys.BATCH
     keys = [secrets.token_hex(16) for _ in range(count)]
     Session.objects.bulk_create(
         Session(session_key=key, session_data=data, expire_date=timezone.now() + timedelta(1))
@@ -208,7 +208,7 @@ def test_cached_db_deletes_the_copies_of_every_row_in_batches(
     memcached.cache.set_many({prefix + key: {"n": 1} for key in keys})
     elsewhere = "not-a-session"
     memcached.cache.set(elsewhere, "kept")
-    assert store_for_engine().describe().endswith("which cannot be listed")
+    assert clearer_for().describe().endswith("which cannot be listed")
 
     output = deploy(settings, 2)
 

@@ -15,7 +15,7 @@ from django.db.models import Model
 from pytest_django.fixtures import Settings
 from qsessions.models import Session
 
-from release import cache_keys
+from release.clearing import keys as cache_keys
 from tests.stacks.session_apps.lifecycle import (
     ColumnTests,
     LifecycleTests,

@@ -1,0 +1,257 @@
+"""Emptying a session table fast, without stalling the requests that read and save sessions.
+
+- Where the database can (PostgreSQL, MariaDB): TRUNCATE, which swaps the table's files in a few
+  milliseconds. It needs a lock that waits for every open transaction that read the table, and
+  while it waits it queues every new reader behind it, so each attempt gives up after
+  LOCK_TIMEOUT_MS and is retried. On MariaDB it commits by itself (it is DDL).
+- When the table stays busy, or cannot be truncated, batches of rows by key order, each committed
+  on its own, skipping rows another transaction has locked rather than waiting for them. Where
+  foreign keys point at the table (`release.clearing.dependents`), batches from the start, each
+  with what refers to its rows.
+- SQLite, and anything else: one DELETE, which SQLite does quickly.
+
+What the final transaction then finds (sessions saved meanwhile) goes in `remove_remaining()`.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from django.db import DatabaseError, transaction
+from django.db.models import Model
+
+from release.clearing import dependents as rules
+from release.clearing.base import Cleared, Progress
+from release.text import counted, one_line
+from release.vendors import database
+
+LOCK_TIMEOUT_MS = 50
+# Attempts at TRUNCATE, a short random pause apart: live requests hold the table only for the
+# moment of a statement, so one of the first few attempts finds it free; a long transaction
+# keeps it busy through all of them (about 4 s), and the rows go in batches instead.
+TRUNCATE_ATTEMPTS = 40
+TRUNCATE_PAUSE_S = (0.02, 0.08)
+# Above this many rows (by PostgreSQL's own estimate) the summary reports the estimate instead
+# of counting: an exact count of millions of rows costs more than the TRUNCATE.
+EXACT_COUNT_UP_TO = 200_000
+# A remaining row another transaction holds is waited for at most this long per attempt.
+ROW_LOCK_TIMEOUT_S = 1
+ROW_LOCK_ATTEMPTS = 5
+# A batch that deadlocks with a live request (which locked a row that refers to a session, then
+# the session) is rolled back by the database and tried again this many times.
+DEADLOCK_ATTEMPTS = 5
+
+
+class SessionTable:
+    """The table of a session model on one database, and the rows that refer to it."""
+
+    def __init__(self, alias: str, model: type[Model]) -> None:
+        self.alias = alias
+        self.model = model
+        self.db = database(alias)
+        self.found = rules.dependents(model)
+        key = model._meta.pk.column
+        assert key is not None
+        self.table = self.db.quote(model._meta.db_table)
+        self.key = self.db.quote(key)
+
+    @property
+    def in_batches(self) -> bool:
+        """Whether the rows can go in batches of their own transactions: on a database with a
+        session lock, outside a transaction."""
+        return self.db.has_session_lock and not self.db.connection.in_atomic_block
+
+    def remove_all(self, progress: Progress) -> Cleared:
+        found = self.found
+        if found.acts:
+            rules.stop_if_refused(self.alias, found, None)
+        if not self.in_batches:
+            return self._remove_at_once()
+        total, estimated = self._row_count()
+        if found.acts:
+            return self._delete_in_batches(lambda removed: progress(removed, total)).noted(
+                f"{found.describe()}, so rows were deleted in batches of {found.batch_rows:,}, "
+                "each with what refers to it.",
+                first=True,
+            )
+        problem = self._truncate()
+        if problem is None:
+            progress(total, total)
+            rows = counted(total, "row")
+            how_many = f"about {rows}, PostgreSQL's estimate" if estimated else rows
+            return Cleared(total, (f"Emptied the table with TRUNCATE ({how_many}).",))
+        return self._delete_in_batches(lambda removed: progress(removed, total)).noted(
+            f"{problem}, so rows were deleted in batches of {rules.BATCH_ROWS:,}.", first=True
+        )
+
+    def remove_remaining(self, *, skip_locked: bool) -> Cleared:
+        """Inside the final transaction: the rows saved since `remove_all()`, with what refers to
+        them.
+
+        With `skip_locked` (the session guard refuses what stays) rows another transaction holds
+        are left; without it they are waited for, a bounded time, and the release fails if they
+        stay locked.
+        """
+        if not self.db.has_session_lock:
+            if self.found.acts:
+                rules.stop_if_refused(self.alias, self.found, None)
+            return self._remove_at_once()
+        if not skip_locked:
+            return self._delete_waiting()
+        done: rules.Done = Counter()
+        removed = 0
+        # Passes in key order, by the primary key's index, until one finds nothing to remove: the
+        # rows that a batch clear deleted are still in the table's pages until VACUUM, and a scan
+        # of the table would read them all again for each batch.
+        passing = True
+        while passing:
+            passing, last = False, ""
+            while True:
+                keys: list[Any] = []
+                with (
+                    rules.explaining_refusals(self.alias, self.found, keys),
+                    transaction.atomic(using=self.alias),
+                ):
+                    keys.extend(self._lock_next_batch(last))
+                    if not keys:
+                        break
+                    count = self._remove_locked(keys, done)
+                    if self.found.acts:
+                        self.db.check_constraints_now()
+                removed += count
+                passing = passing or count > 0
+                last = keys[-1]
+        left = self.model._base_manager.using(self.alias).count()
+        cleared = Cleared(removed, rules.effects(done))
+        if left:
+            cleared = cleared.noted(
+                f"{counted(left, 'session')} locked by other transactions "
+                f"{'was' if left == 1 else 'were'} left; the session guard refuses "
+                f"{'it' if left == 1 else 'them'} at the next request."
+            )
+        return cleared
+
+    def _remove_at_once(self) -> Cleared:
+        """In the caller's transaction: SQLite's one DELETE, after what refers to the rows (by
+        `fk IS NOT NULL` where a constraint holds); elsewhere every row locked first, so that no
+        session saved meanwhile goes without what refers to it."""
+        found = self.found
+        done: rules.Done = Counter()
+        with (
+            rules.explaining_refusals(self.alias, found, None),
+            transaction.atomic(using=self.alias),
+        ):
+            if self.db.has_session_lock and found.acts:
+                removed = self._delete_all_locked(done)
+            else:
+                if found.acts:
+                    rules.apply_rules(self.alias, found, None, done)
+                with self.db.connection.cursor() as cursor:
+                    cursor.execute(f"DELETE FROM {self.table}")
+                    removed = max(cursor.rowcount, 0)
+        return Cleared(removed, rules.effects(done))
+
+    def _delete_all_locked(self, done: rules.Done) -> int:
+        with self.db.connection.cursor() as cursor:
+            cursor.execute(f"SELECT {self.key} FROM {self.table} ORDER BY {self.key} FOR UPDATE")
+            keys = [row[0] for row in cursor.fetchall()]
+        rows = self.found.batch_rows
+        return sum(
+            self._remove_locked(keys[start : start + rows], done)
+            for start in range(0, len(keys), rows)
+        )
+
+    def _remove_locked(self, keys: list[Any], done: rules.Done) -> int:
+        """Inside a transaction that holds `keys` locked: what refers to them, then them."""
+        if self.found.acts:
+            with self.db.by_index():
+                rules.stop_if_refused(self.alias, self.found, keys)
+                rules.apply_rules(self.alias, self.found, keys, done)
+        return self.db.delete_locked(self.table, self.key, keys)
+
+    def _row_count(self) -> tuple[int, bool]:
+        """How many rows the table has, and whether that is an estimate."""
+        estimate = self.db.estimated_rows(self.table)
+        if estimate is not None and estimate > EXACT_COUNT_UP_TO:
+            return estimate, True
+        return self.model._base_manager.using(self.alias).count(), False
+
+    def _truncate(self) -> str | None:
+        """TRUNCATE the table; None when done, else why it could not be."""
+        for _ in range(TRUNCATE_ATTEMPTS):
+            try:
+                self.db.truncate(self.table, LOCK_TIMEOUT_MS)
+                return None
+            except DatabaseError as error:
+                if not self.db.is_lock_timeout(error):
+                    return f"TRUNCATE was refused ({one_line(error)})"
+            time.sleep(random.uniform(*TRUNCATE_PAUSE_S))
+        return (
+            f"Other transactions kept the table busy through {TRUNCATE_ATTEMPTS} attempts "
+            "to TRUNCATE it"
+        )
+
+    def _lock_next_batch(self, last: Any) -> list[Any]:
+        """The next batch of keys after `last`, locked, skipping rows another transaction
+        holds."""
+        with self.db.connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {self.key} FROM {self.table} WHERE {self.key} > %s ORDER BY {self.key} "
+                f"LIMIT {self.found.batch_rows} FOR UPDATE SKIP LOCKED",
+                [last],
+            )
+            return [row[0] for row in cursor.fetchall()]
+
+    def _delete_in_batches(self, progress: Callable[[int], None]) -> Cleared:
+        removed = 0
+        last = ""
+        done: rules.Done = Counter()
+        deadlocks = 0
+        while True:
+            keys: list[Any] = []
+            batch: rules.Done = Counter()
+            try:
+                with (
+                    rules.explaining_refusals(self.alias, self.found, keys),
+                    transaction.atomic(using=self.alias),
+                ):
+                    keys.extend(self._lock_next_batch(last))
+                    if not keys:
+                        break
+                    count = self._remove_locked(keys, batch)
+            except DatabaseError as error:
+                deadlocks += 1
+                if not self.db.is_deadlock(error) or deadlocks >= DEADLOCK_ATTEMPTS:
+                    raise
+                continue
+            deadlocks = 0
+            removed += count
+            done.update(batch)
+            last = keys[-1]
+            progress(removed)
+        return Cleared(removed, rules.effects(done))
+
+    def _delete_waiting(self) -> Cleared:
+        for attempt in range(ROW_LOCK_ATTEMPTS):
+            try:
+                with (
+                    rules.explaining_refusals(self.alias, self.found, None),
+                    transaction.atomic(using=self.alias),
+                    self.db.connection.cursor() as cursor,
+                ):
+                    self.db.wait_for_row_locks(cursor, ROW_LOCK_TIMEOUT_S)
+                    if self.found.acts:
+                        done: rules.Done = Counter()
+                        removed = self._delete_all_locked(done)
+                        self.db.check_constraints_now()
+                        return Cleared(removed, rules.effects(done))
+                    cursor.execute(f"DELETE FROM {self.table}")
+                    return Cleared(int(max(cursor.rowcount, 0)))
+            except DatabaseError as error:
+                if not self.db.is_lock_timeout(error) or attempt == ROW_LOCK_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,1 @@
+"""Whether a release logs everyone out: the markers, the history, and `decide()`."""
