@@ -97,7 +97,7 @@ def test_exit_codes_are_documented() -> None:
     assert codes == ["0", "1", "2"]
 
 
-STACK_REQUIREMENTS = ["memcached", "channels", "stacks"]
+STACK_REQUIREMENTS = ["memcached", "channels", "stacks", "package"]
 
 
 def requirements(path: str) -> set[str]:
