@@ -165,14 +165,13 @@ if PRODUCTION:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
 
-# Heroku collects what processes print. The release commands print their own summary, so the
-# `release` logger's INFO records (the same events, for log drains that want them) stay out of
-# the console here; its warnings and errors show, marked as log lines.
+# Heroku collects what processes print, at INFO as Heroku's own Python sample app does. The release
+# commands print each of their events once on the console whatever this says; the `release`
+# logger's records of them reach the other handlers a project adds (a file, a log service).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "{levelname} {name}: {message}", "style": "{"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": "INFO"},
-    "loggers": {"release": {"level": "WARNING"}},
 }

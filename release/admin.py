@@ -11,7 +11,7 @@ from release.decision.history import history_alias
 from release.exceptions import ReleaseError
 from release.models import Logout
 from release.report import decision_lines
-from release.text import one_line
+from release.text import duration, one_line
 
 
 def next_release_lines() -> list[str]:
@@ -38,7 +38,7 @@ class LogoutAdmin(LogoutAdminBase):
         "kind",
         "logged_out",
         "sessions_removed",
-        "duration_seconds",
+        "duration",
         "code_marker",
         "config_marker",
         "release_version",
@@ -48,6 +48,10 @@ class LogoutAdmin(LogoutAdminBase):
     date_hierarchy = "applied_at"
     search_fields = ["reason", "code_marker", "config_marker", "triggered_by", "slug_commit"]
     ordering = ["-epoch"]
+
+    @admin.display(description="Took", ordering="duration_seconds")
+    def duration(self, record: Logout) -> str:
+        return duration(record.duration_seconds)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Logout]:
         # Where the commands write the history: a replica may not have the newest rows yet.

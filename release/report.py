@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from release import conf
@@ -13,7 +15,7 @@ from release.apply import Outcome
 from release.decision.markers import describe
 from release.decision.plan import MarkerState, Plan
 from release.models import Logout
-from release.text import counted
+from release.text import counted, duration
 
 logger = logging.getLogger("release")
 
@@ -75,7 +77,11 @@ def outcome_lines(outcome: Outcome, *, dry_run: bool = False) -> Iterator[str]:
 
 
 def history_line(record: Logout) -> str:
-    removed = "?" if record.sessions_removed is None else f"{record.sessions_removed:,}"
+    removed = (
+        "an unknown number of sessions"
+        if record.sessions_removed is None
+        else counted(record.sessions_removed, "session")
+    )
     where = " ".join(
         part
         for part in (
@@ -89,8 +95,8 @@ def history_line(record: Logout) -> str:
         f"{record.get_kind_display()}  "
         f"FORCE_LOGOUT_VERSION={describe(record.code_marker, 40)}  "
         f"FORCE_LOGOUT_ON_DEPLOY={describe(record.config_marker, 40)}  "
-        f"{'logged out ' + removed + ' sessions' if record.logged_out else 'nobody logged out'}  "
-        f"{record.duration_seconds:.2f} s  by {record.triggered_by or '?'}"
+        f"{'logged out ' + removed if record.logged_out else 'nobody logged out'}  "
+        f"in {duration(record.duration_seconds)}  by {record.triggered_by or '?'}"
         f"{'  ' + where if where else ''}\n    why: {record.reason}"
     )
 
@@ -178,3 +184,45 @@ class ProgressReport:
             line += f", about {(total - removed) / rate:,.0f} s left"
         self.write(line + ".")
         logger.info(line, extra={"removed": removed, "total": total, "rate": rate})
+
+
+class _FromRelease(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == logger.name or record.name.startswith(logger.name + "."))
+
+
+def _console_handlers() -> list[logging.Handler]:
+    """The handlers that would write the `release` logger's records to this process's own
+    stdout or stderr, where the commands print the same events."""
+    consoles = {id(stream) for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)}
+    found: list[logging.Handler] = []
+    current: logging.Logger | None = logger
+    while current is not None:
+        found.extend(current.handlers)
+        if not current.propagate:
+            break
+        current = current.parent
+    if not found and logging.lastResort is not None:
+        found.append(logging.lastResort)
+    return [
+        handler
+        for handler in found
+        if isinstance(handler, logging.StreamHandler)
+        and id(getattr(handler, "stream", None)) in consoles
+    ]
+
+
+@contextmanager
+def printed_once() -> Iterator[None]:
+    """While a command prints its events, handlers that write to the same console skip the
+    `release` logger's records of them, so that each event shows once in a release log whatever
+    the project's LOGGING. Every other handler (a file, a log service) still gets them all."""
+    handlers = _console_handlers()
+    quiet = _FromRelease()
+    for handler in handlers:
+        handler.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(quiet)

@@ -1,4 +1,4 @@
-"""Wording shared by every message: one-line errors, counts with their nouns."""
+"""Wording shared by every message: one-line errors, counts with their nouns, durations."""
 
 from __future__ import annotations
 
@@ -26,3 +26,18 @@ def shown(value: object) -> str:
     except ValueError:  # more digits than Python turns into text
         bits = value.bit_length() if isinstance(value, int) else 0
         return f"<an int of {bits:,} bits>"
+
+
+def duration(seconds: float) -> str:
+    """`12 ms`, `3.4 s`, `2 min 5 s`, `1 h 3 min`: as long as it took, for people."""
+    if seconds < 0.001:
+        return "under 1 ms"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 59.95:
+        return f"{seconds:.1f} s"
+    minutes, whole = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {whole} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"

@@ -91,3 +91,14 @@ def test_the_list_says_what_the_next_release_would_do(
     settings.FORCE_LOGOUT_VERSION = [1]
     broken = client.get(LIST).content.decode()
     assert "The next release would fail: FORCE_LOGOUT_VERSION must be an int" in broken
+
+
+def test_the_list_shows_durations_for_people(record: Logout) -> None:
+    record.duration_seconds = 0.011875897000038549
+    record.save()
+    client = staff("view_logout")
+
+    page = client.get(LIST).content.decode()
+
+    assert "12 ms" in page
+    assert "0.0118" not in page

@@ -273,8 +273,8 @@ def test_fail_open_lets_the_release_out_with_a_loud_warning(
     call_command("release", "--skip-migrate", stdout=out, stderr=err)
 
     warning = "WARNING: THE LOGOUT FAILED AND THIS RELEASE GOES OUT ANYWAY"
-    assert warning in out.getvalue()
-    assert warning in err.getvalue()
+    assert out.getvalue().count(warning) == 1
+    assert warning not in err.getvalue()  # once in the release log, not twice
     assert "The markers stay unapplied, so the next release tries again" in out.getvalue()
     assert recorded() == [(0, "install")]
     assert set(AppliedMarker.objects.values_list("value", flat=True)) == {"1"}
@@ -320,7 +320,7 @@ def test_a_database_that_does_not_answer_fails_within_the_connect_timeout() -> N
         silent.close()
 
     assert result.returncode == 1
-    assert "\nCommandError: Cannot connect to database 'default'" in result.stderr
+    assert "CommandError: Cannot connect to database 'default'" in result.stderr
     assert took < 20
 
 

@@ -50,7 +50,7 @@ class TestStatus:
         second, first = output.index("epoch 1 "), output.index("epoch 0 ")
         assert second < first
         assert "A marker changed  FORCE_LOGOUT_VERSION='2'" in output
-        assert "logged out 3 sessions" in output
+        assert "logged out 3 sessions  in " in output
         assert "release v7 commit abcdef012345" in output
         assert "why: FORCE_LOGOUT_VERSION is '2', which this database has never applied" in output
         assert "nobody logged out" in output

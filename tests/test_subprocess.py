@@ -87,7 +87,7 @@ def test_unreachable_database_fails_the_release_with_what_to_do() -> None:
     errors = [line for line in result.stderr.splitlines() if line.startswith("CommandError: ")]
     assert len(errors) == 1, result.stderr
     assert errors[0].startswith("CommandError: Cannot connect to database 'default': ")
-    assert f"ERROR release: {errors[0].removeprefix('CommandError: ')}" in result.stderr
+    assert result.stderr.count("Cannot connect to database") == 1  # once, not logged again
     assert "Check DATABASE_URL and that the database is running." in result.stderr
     assert "Nobody was logged out and nothing was recorded." in result.stderr
     assert "heroku releases:retry" in result.stderr

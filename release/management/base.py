@@ -14,7 +14,7 @@ from release import conf
 from release.apply import Outcome
 from release.decision.history import history_alias
 from release.exceptions import ReleaseError
-from release.report import log_outcome, outcome_json, outcome_lines
+from release.report import log_outcome, outcome_json, outcome_lines, printed_once
 from release.text import folded, one_line
 
 RETRY = "Fix the cause, then deploy again or run `heroku releases:retry`."
@@ -29,6 +29,10 @@ class ReleaseCommand(BaseCommand):
         parser = super().create_parser(prog_name, subcommand, **kwargs)
         parser.add_argument("--skip-checks", action="store_true", help="Skip system checks.")
         return parser
+
+    def execute(self, *args: Any, **options: Any) -> Any:
+        with printed_once():
+            return super().execute(*args, **options)
 
     def connect_and_check(self, options: dict[str, Any]) -> str:
         """Connect to the app's database, then run every system check against it; its alias."""

@@ -71,10 +71,13 @@ class Command(ReleaseCommand):
 
     def migrate(self, *, dry_run: bool, verbosity: int) -> None:
         try:
+            # migrate's own output, byte for byte: the stream, not this command's wrapper of it
+            # (which would end each of migrate's `ending=""` writes with a line break).
+            stream = self.chatter._out
             if dry_run:
-                call_command("migrate", plan=True, verbosity=verbosity, stdout=self.chatter)
+                call_command("migrate", plan=True, verbosity=verbosity, stdout=stream)
             else:
-                call_command("migrate", interactive=False, verbosity=verbosity, stdout=self.chatter)
+                call_command("migrate", interactive=False, verbosity=verbosity, stdout=stream)
         except (DatabaseError, CommandError) as error:
             raise CommandError(
                 f"`migrate` failed: {one_line(error)}. Nobody was logged out and nothing was "
@@ -107,8 +110,8 @@ class Command(ReleaseCommand):
             f"tries again. {message}"
         )
         logger.warning("%s", warning)
-        self.stderr.write(warning)
         if self.as_json:
+            self.stderr.write(warning)
             document = {"version": JSON_VERSION, "failed_open": True, "error": message}
             self.stdout.write(json.dumps(document, indent=2))
         else:
