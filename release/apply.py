@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
@@ -39,6 +39,9 @@ class Outcome:
     cleared: Cleared = NOTHING
     seconds: float = 0.0
     record: Logout | None = None
+    # How long each step took, in seconds, in the order they ran: lock, decide, clear, finish,
+    # record (the final transaction, its COMMIT included).
+    steps: dict[str, float] = field(default_factory=dict)
 
     @property
     def removed(self) -> int | None:
@@ -118,21 +121,23 @@ def _apply(
     triggered_by = f"{holder} {metadata.dyno}".strip()[:255]
     tally = Tally(progress or no_progress)
     clearer: Clearer | None = None
+    watch = Stopwatch()
     try:
         with one_at_a_time(alias, triggered_by):
             # Timed from here: waiting for another command is not part of this one's work.
-            started = time.monotonic()
+            watch.lap("lock")
             plan = decide(
                 markers,
                 History.read(alias, markers),
                 forced=forced,
                 logout_on_install=logout_on_install,
             )
+            watch.lap("decide")
             cleared = NOTHING
             if plan.logs_out:
                 clearer = usable_clearer()
                 cleared = _clear(clearer, tally)
-            if clearer is not None:
+                watch.lap("clear")
                 tally.enter_final(clearer.database_alias)
             with ExitStack() as final:
                 final.enter_context(transaction.atomic(using=alias))
@@ -141,14 +146,17 @@ def _apply(
                     if clearer.database_alias not in (None, alias):
                         final.enter_context(transaction.atomic(using=clearer.database_alias))
                     cleared += clearer.finish(guarded=conf.is_guarded())
+                    watch.lap("finish")
                 outcome = Outcome(
                     plan,
                     conf.storage_engine(),
                     clearer.describe() if clearer is not None else "",
                     cleared,
-                    time.monotonic() - started,
+                    watch.since("lock"),
                 )
-                return _record(alias, outcome, metadata, triggered_by)
+                outcome = _record(alias, outcome, metadata, triggered_by)
+            watch.lap("record")
+            return replace(outcome, steps=dict(watch.steps))
     except Terminated as error:
         raise Terminated(f"{error} {aftermath(tally.gone())}") from error
     except ReleaseError as error:
@@ -206,7 +214,7 @@ def _record(
         )
     if plan.releases_markers:
         _record_markers_epoch(alias, plan)
-    return Outcome(plan, outcome.engine, outcome.store, outcome.cleared, outcome.seconds, record)
+    return replace(outcome, record=record)
 
 
 def _record_markers_epoch(alias: str, plan: Plan) -> None:
@@ -221,6 +229,24 @@ def _record_markers_epoch(alias: str, plan: Plan) -> None:
             "released_at": timezone.now(),
         },
     )
+
+
+class Stopwatch:
+    """How long each step took, from the end of the one before."""
+
+    def __init__(self) -> None:
+        self.steps: dict[str, float] = {}
+        self.last = time.monotonic()
+        self.ends: dict[str, float] = {}
+
+    def lap(self, step: str) -> None:
+        now = time.monotonic()
+        self.steps[step] = now - self.last
+        self.ends[step] = self.last = now
+
+    def since(self, step: str) -> float:
+        """Seconds from the end of `step` until now."""
+        return time.monotonic() - self.ends[step]
 
 
 class Tally:

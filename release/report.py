@@ -127,6 +127,7 @@ def outcome_json(outcome: Outcome, *, dry_run: bool = False) -> dict[str, Any]:
         "notes": list(outcome.notes),
         "seconds": None if dry_run else round(outcome.seconds, 3),
         "recorded_epoch": None if outcome.record is None else outcome.record.epoch,
+        "steps": {step: round(seconds, 4) for step, seconds in outcome.steps.items()},
     }
 
 

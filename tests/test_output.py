@@ -29,6 +29,7 @@ OUTCOME_KEYS = {
     "notes",
     "seconds",
     "recorded_epoch",
+    "steps",
 }
 HISTORY_KEYS = {
     "epoch",
@@ -78,6 +79,11 @@ def test_release_json_holds_the_summary_alone_on_stdout(settings: Settings) -> N
     assert set(document["markers"]["FORCE_LOGOUT_ON_DEPLOY"]) == MARKER_KEYS
     assert document["store"] == "table 'django_session' on database 'default'"
 
+    assert list(first["steps"]) == ["migrate", "lock", "decide", "record"]
+    assert list(document["steps"]) == ["lock", "decide", "clear", "finish", "record"]
+    assert all(seconds >= 0 for seconds in document["steps"].values())
+    assert sum(document["steps"].values()) - document["steps"]["lock"] >= document["seconds"] - 1e-3
+
     again, _ = run("release", "--json", "--skip-migrate")
     assert again["decision"] == "nothing"
     assert again["recorded_epoch"] is None
@@ -95,6 +101,7 @@ def test_dry_run_json(installed: None, settings: Settings) -> None:
     assert document["sessions_removed"] == 2
     assert document["seconds"] is None
     assert document["recorded_epoch"] is None
+    assert document["steps"] == {}
 
 
 @pytest.mark.django_db

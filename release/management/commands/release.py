@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import json
+import time
 from argparse import ArgumentParser
+from dataclasses import replace
 from typing import Any
 
 from django.core.management import call_command
@@ -55,8 +57,11 @@ class Command(ReleaseCommand):
         try:
             with stopping_on_sigterm():
                 self.connect_and_check(options)
+                self.migrate_seconds: float | None = None
                 if not options["skip_migrate"]:
+                    started = time.monotonic()
                     self.migrate(dry_run=dry_run, verbosity=options["verbosity"])
+                    self.migrate_seconds = time.monotonic() - started
                 self.run_release_step(
                     dry_run=dry_run, logout_on_install=options["logout_on_install"]
                 )
@@ -101,6 +106,8 @@ class Command(ReleaseCommand):
                 raise CommandError(message) from error
             self.fail_open(message)
             return
+        if self.migrate_seconds is not None:
+            outcome = replace(outcome, steps={"migrate": self.migrate_seconds, **outcome.steps})
         self.emit(outcome, as_json=self.as_json, dry_run=dry_run)
 
     def fail_open(self, message: str) -> None:
