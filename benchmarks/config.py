@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from dataclasses import dataclass, field
@@ -12,13 +11,13 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 
 # The suite's own databases: other runs (the tests) use test_release* and Redis 13 and 15.
-# BENCH_DATABASE names another, for two runs at once on one server.
+# BENCH_DATABASE and BENCH_REDIS_DB name others, for two runs at once on the same servers.
 BENCH_DATABASE = os.environ.get("BENCH_DATABASE") or "release_bench"
 POSTGRES_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 POSTGRES_URL = f"postgres://postgres@127.0.0.1:5432/{BENCH_DATABASE}"
 MARIADB_HOST, MARIADB_PORT, MARIADB_USER = "127.0.0.1", 3306, "root"
 MARIADB_URL = f"mysql://{MARIADB_USER}@{MARIADB_HOST}:{MARIADB_PORT}/{BENCH_DATABASE}"
-REDIS_DB = 14
+REDIS_DB = int(os.environ.get("BENCH_REDIS_DB") or 14)
 REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
 
 DB_BACKENDS = ("postgresql", "mariadb")
@@ -36,9 +35,52 @@ SIGNED_IN = {
     "_auth_user_hash": "9f" * 32,
 }
 
-# Session keys are made, not stored: the live process picks key i of N by computing it.
-# PostgreSQL's md5('bench' || i) and MariaDB's MD5(CONCAT('bench', i)) make the same keys.
-KEY_SEED = "bench"
+# Session keys are made, not stored: the live process picks key i of N by computing it, and SQL
+# makes the same keys (fill.py). Key i is a prefix and i in decimal, zero-padded: keys in the
+# order of i, in which MariaDB appends to its clustered index (see fill.py for PostgreSQL's
+# heap). Before any logout the prefix is KEY_PREFIX, in keys of Django's 32 characters. After
+# one, the live site's guard (release.sessions) refuses, without looking them up, sessions whose
+# keys do not carry its stamp: its keys are 40 characters, the stamp then 26 random ones. The
+# fill then makes keys with the live site's stamp, as the sessions of a site that has been up
+# since that logout: its reads find them, and its saves update them.
+KEY_PREFIX = "bench"
+DJANGO_KEY_LENGTH = 32
+STAMPED_KEY_LENGTH = 40
+STAMPED_KEY_RANDOM = 26
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The session keys of a fill: key i is `prefix` and i in decimal, zero-padded to `length`
+    characters, all of them among Django's [a-z0-9]."""
+
+    prefix: str = KEY_PREFIX
+    length: int = DJANGO_KEY_LENGTH
+
+    @property
+    def digits(self) -> int:
+        return self.length - len(self.prefix)
+
+    def key(self, i: int) -> str:
+        return f"{self.prefix}{i:0{self.digits}d}"
+
+    @classmethod
+    def like(cls, made: str) -> Keys:
+        """The keys of sessions the live site takes for its own, from a key it made."""
+        if len(made) == STAMPED_KEY_LENGTH:
+            return cls(made[: STAMPED_KEY_LENGTH - STAMPED_KEY_RANDOM], STAMPED_KEY_LENGTH)
+        if len(made) == DJANGO_KEY_LENGTH:
+            return cls()
+        raise ValueError(f"The session engine made a key of {len(made)} characters: {made!r}.")
+
+    def as_arg(self) -> str:
+        return f"{self.prefix}:{self.length}"
+
+    @classmethod
+    def from_arg(cls, text: str) -> Keys:
+        prefix, _, length = text.partition(":")
+        return cls(prefix, int(length))
+
 
 # Targets of the issue (ratios measured in one run, on one machine).
 MAX_WAIT_MS = 50.0
@@ -61,9 +103,17 @@ HTTP_MIN_RATIO = 0.97
 
 RELEASE_TIMEOUT = 3600.0  # Heroku ends a release phase after an hour
 
-
-def session_key(i: int) -> str:
-    return hashlib.md5(f"{KEY_SEED}{i}".encode()).hexdigest()
+# The live site beside each method (live.py): a busy site's load, at least LIVE_MIN_RATE session
+# operations a second from LIVE_WORKERS processes, each with its own connection. They are paced
+# at LIVE_RATE, above the minimum, so that the short stalls the wait targets allow (tens of
+# milliseconds) leave the load above it. On the databases ATOMIC_SHARE of the operations save a
+# session in transaction.atomic() and hold it open ATOMIC_HOLD_S (at random) before committing,
+# as a view under ATOMIC_REQUESTS does.
+LIVE_MIN_RATE = 200.0
+LIVE_RATE = 250.0
+LIVE_WORKERS = 4
+ATOMIC_SHARE = 0.2
+ATOMIC_HOLD_S = (0.010, 0.050)
 
 
 @dataclass
@@ -82,7 +132,8 @@ class Options:
     http_seconds: float = 5.0
     http_rounds: int = 8
     http_connections: int = 4
-    live_interval: float = 0.005  # between two operations of the live process, in seconds
+    live_rate: float = LIVE_RATE  # session operations a second of the live site, in all
+    live_workers: int = LIVE_WORKERS
     settle: float = 1.0  # live operations before and after each method, in seconds
     command: str = ""
 

@@ -1,7 +1,8 @@
 """The suite's own databases: reachable or not, made and dropped, counted, and their versions.
 
-PostgreSQL and MariaDB: the database `release_bench`, dropped and made again by each run.
-Redis: database 14, which each fill empties with FLUSHDB (that database only).
+PostgreSQL and MariaDB: the database `release_bench` (or BENCH_DATABASE), dropped and made again
+by each run. Redis: database 14 (or BENCH_REDIS_DB), which each fill empties with FLUSHDB (that
+database only).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Filling a session store with N realistic sessions, fast: bulk SQL and Redis pipelines.
 
 Every session is a signed-in user's, encoded as Django encodes it, expiring within 15 days;
-key i is `config.session_key(i)`, so the live process can find sessions without asking.
+key i is `keys.key(i)` (config.Keys), so the live process can find sessions without asking.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from functools import cache
 from typing import Any
 
 from benchmarks import databases
-from benchmarks.config import KEY_SEED, REDIS_URL, SESSION_AGE, SIGNED_IN, session_key
+from benchmarks.config import REDIS_URL, SESSION_AGE, SIGNED_IN, Keys
 
 POSTGRES_BATCH = 1_000_000
 MARIADB_BATCH = 1_000_000
@@ -22,6 +22,19 @@ PIPELINE = 10_000
 
 # Expiry dates spread over 1 to 15 days from now, as on a site people use every day.
 SPREAD = SESSION_AGE
+
+# Keys.key(i) in SQL, of the number i (PostgreSQL) or seq (MariaDB's Sequence engine); the
+# parameters are the prefix and the number of digits.
+POSTGRES_KEY = "%s || lpad(i::text, %s, '0')"
+MARIADB_KEY = "CONCAT(%s, LPAD(seq, %s, '0'))"
+
+# PostgreSQL's heap keeps rows in the order they came, and a site's sessions came in an order
+# unrelated to their random keys. The j-th row made is session i = j x SCATTER mod N (a prime
+# above any N, so this is a permutation of 0..N-1): neighbouring keys lie far apart in the
+# table, as on a site, and a batch of keys in key order reads pages all over it. The parameter
+# is N.
+SCATTER = 2_654_435_761
+POSTGRES_SCATTER = f"LATERAL (SELECT j * {SCATTER} %% %s AS i) AS scatter"
 
 
 @cache
@@ -40,19 +53,19 @@ def encoded_session() -> str:
     return SessionStore().encode(SIGNED_IN)
 
 
-def fill(backend: str, n: int, others: int = 0, login_records_every: int = 0) -> float:
-    """Empty the store and put `n` sessions in it (and, on Redis, `others` unrelated keys; on
-    PostgreSQL with `login_records_every`, a login record per that many sessions in each table
-    of benchmarks.login_records, which must exist).
+def fill(backend: str, n: int, keys: Keys, others: int = 0, login_records_every: int = 0) -> float:
+    """Empty the store and put `n` sessions under `keys` in it (and, on Redis, `others` unrelated
+    keys; on PostgreSQL with `login_records_every`, a login record per that many sessions in each
+    table of benchmarks.login_records, which must exist).
 
     Returns the seconds it took."""
     started = time.monotonic()
     if backend == "postgresql":
-        fill_postgresql(n, login_records_every)
+        fill_postgresql(n, keys, login_records_every)
     elif backend == "mariadb":
-        fill_mariadb(n)
+        fill_mariadb(n, keys)
     else:
-        fill_redis(n, others)
+        fill_redis(n, keys, others)
     return time.monotonic() - started
 
 
@@ -60,7 +73,7 @@ LOGIN_TABLES = ("bench_logins_cascadelogin", "bench_logins_nulllogin")
 USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 
 
-def fill_postgresql(n: int, login_records_every: int = 0) -> None:
+def fill_postgresql(n: int, keys: Keys, login_records_every: int = 0) -> None:
     data = encoded_session()
     with databases.postgres() as connection:
         if login_records_every:
@@ -71,16 +84,17 @@ def fill_postgresql(n: int, login_records_every: int = 0) -> None:
             last = min(n, first + POSTGRES_BATCH) - 1
             connection.execute(
                 "INSERT INTO django_session (session_key, session_data, expire_date) "
-                "SELECT md5(%s || i), %s, now() + make_interval(secs => 86400 + i %% %s) "
-                "FROM generate_series(%s::bigint, %s::bigint) AS i",
-                (KEY_SEED, data, SPREAD, first, last),
+                f"SELECT {POSTGRES_KEY}, %s, now() + make_interval(secs => 86400 + j %% %s) "
+                f"FROM generate_series(%s::bigint, %s::bigint) AS j, {POSTGRES_SCATTER}",
+                (keys.prefix, keys.digits, data, SPREAD, first, last, n),
             )
         for table in LOGIN_TABLES if login_records_every else ():
             connection.execute(
                 f"INSERT INTO {table} (session_id, user_agent, created) "
-                "SELECT md5(%s || i), %s, now() - make_interval(secs => i %% %s) "
-                "FROM generate_series(0, %s::bigint, %s::bigint) AS i",
-                (KEY_SEED, USER_AGENT, SPREAD, n - 1, login_records_every),
+                f"SELECT {POSTGRES_KEY}, %s, now() - make_interval(secs => j %% %s) "
+                f"FROM generate_series(0, %s::bigint) AS j, {POSTGRES_SCATTER} "
+                "WHERE i %% %s = 0",
+                (keys.prefix, keys.digits, USER_AGENT, SPREAD, n - 1, n, login_records_every),
             )
         # As a table a live site has had for a while: statistics and visibility map up to
         # date, and no checkpoint of the fill's writes left to land in a measurement.
@@ -117,7 +131,7 @@ def _has_sequence_engine(cursor: Any) -> bool:
     return bool(cursor.fetchone()[0])
 
 
-def fill_mariadb(n: int) -> None:
+def fill_mariadb(n: int, keys: Keys) -> None:
     data = encoded_session()
     with databases.mariadb() as connection:
         cursor = connection.cursor()
@@ -127,15 +141,15 @@ def fill_mariadb(n: int) -> None:
         for first in range(0, n, MARIADB_BATCH):
             last = min(n, first + MARIADB_BATCH) - 1
             if sequence:
-                # MariaDB's Sequence engine: seq_A_to_B is a table of the numbers A..B. In key
-                # order, InnoDB appends to its clustered index (five times faster than random
-                # order); the rows are the same, the pages as after OPTIMIZE TABLE.
+                # MariaDB's Sequence engine: seq_A_to_B is a table of the numbers A..B, in
+                # order. Keys in that order append to InnoDB's clustered index, which is the
+                # table: its pages filled one after the other, as after OPTIMIZE TABLE, and
+                # never read back, whatever the size of the buffer pool.
                 cursor.execute(
                     "INSERT INTO django_session (session_key, session_data, expire_date) "
-                    "SELECT MD5(CONCAT(%s, seq)), %s, "
-                    "UTC_TIMESTAMP(6) + INTERVAL (86400 + seq MOD %s) SECOND "
-                    f"FROM seq_{first:d}_to_{last:d} ORDER BY 1",
-                    (KEY_SEED, data, SPREAD),
+                    f"SELECT {MARIADB_KEY}, %s, %s + INTERVAL (86400 + seq MOD %s) SECOND "
+                    f"FROM seq_{first:d}_to_{last:d} ORDER BY seq",
+                    (keys.prefix, keys.digits, data, now, SPREAD),
                 )
             else:
                 # mysqlclient turns executemany() of an INSERT into multi-row INSERTs.
@@ -144,7 +158,7 @@ def fill_mariadb(n: int) -> None:
                         "INSERT INTO django_session (session_key, session_data, expire_date) "
                         "VALUES (%s, %s, %s)",
                         [
-                            (session_key(i), data, now + timedelta(seconds=86400 + i % SPREAD))
+                            (keys.key(i), data, now + timedelta(seconds=86400 + i % SPREAD))
                             for i in range(chunk, min(last + 1, chunk + 10_000))
                         ],
                     )
@@ -176,7 +190,7 @@ def session_pattern() -> str:
     return f"{cache.make_key(prefix)}*"
 
 
-def fill_redis(n: int, others: int) -> None:
+def fill_redis(n: int, keys: Keys, others: int) -> None:
     databases.flush_redis()
     client = databases.redis_client()
     cache, prefix = cache_keys()
@@ -184,7 +198,7 @@ def fill_redis(n: int, others: int) -> None:
     value = pickle.dumps(SIGNED_IN, pickle.HIGHEST_PROTOCOL)
     pipeline = client.pipeline(transaction=False)
     for i in range(n):
-        pipeline.set(cache.make_key(prefix + session_key(i)), value, ex=SESSION_AGE)
+        pipeline.set(cache.make_key(prefix + keys.key(i)), value, ex=SESSION_AGE)
         if len(pipeline) >= PIPELINE:
             pipeline.execute()
     for i in range(others):

@@ -29,10 +29,12 @@ from typing import Any
 
 from benchmarks import databases, fill, proc
 from benchmarks.config import (
+    DB_BACKENDS,
     PYTHON,
     REDIS_URL,
     RELEASE_TIMEOUT,
     SESSION_CACHE_ENGINE,
+    Keys,
     Options,
     child_env,
 )
@@ -62,6 +64,9 @@ METHODS = {
     "redis": [OURS, DELETE_PATTERN],
 }
 METHOD_NAMES = sorted({m.name for methods in METHODS.values() for m in methods})
+# The methods whose live waits are held to the targets: the live load must keep its rate while
+# they run (the others may stall it: that is what they are compared for).
+WAITS_JUDGED = frozenset({OURS.name, OURS_LOGINS.name})
 # What `ours` is held against, per backend.
 REFERENCE = {"postgresql": DELETE, "mariadb": DELETE, "redis": DELETE_PATTERN}
 # Login records, in each of their two tables: one row per this many sessions.
@@ -89,6 +94,7 @@ class Backend:
     history: str  # the database backend of the history: postgresql, mariadb or sqlite
     workdir: Path
     marker: str = ""  # the FORCE_LOGOUT_ON_DEPLOY value applied last
+    keys: Keys | None = None  # those the live site takes for its own; None: ask it again
     startup: dict[str, float] = field(default_factory=dict)  # per method, nothing-to-do wall
 
     @property
@@ -256,6 +262,17 @@ def measure(method: Method, backend: Backend, n: int, options: Options) -> Measu
         login_tables(backend, present=False)
 
 
+def live_keys(backend: Backend) -> Keys:
+    """The keys of sessions the live site takes for its own: a process with its settings makes
+    one (after a logout, the guard's stamp changes, and with it these keys)."""
+    if backend.keys is None:
+        result = proc.run(runner("made-key"), backend.bench_env(), 120)
+        if not result.ok:
+            raise RuntimeError(f"making a session as the live site: {result.failure()}")
+        backend.keys = Keys.like(json.loads(result.stdout.strip().splitlines()[-1])["key"])
+    return backend.keys
+
+
 def login_tables(backend: Backend, *, present: bool) -> None:
     """Make the login records' tables (their migration), or drop them (migrating to zero)."""
     argv = manage("migrate", "bench_logins", *([] if present else ["zero"]), "--no-input")
@@ -267,7 +284,8 @@ def login_tables(backend: Backend, *, present: bool) -> None:
 def _measure(method: Method, backend: Backend, n: int, options: Options) -> Measurement:
     others = options.redis_others if backend.name == "redis" else 0
     every = SESSIONS_PER_LOGIN_RECORD if method.login_records else 0
-    fill_seconds = fill.fill(backend.name, n, others, login_records_every=every)
+    keys = live_keys(backend)
+    fill_seconds = fill.fill(backend.name, n, keys, others, login_records_every=every)
     argv, env, timeout = argv_env(method, backend, options)
     if not timeout:
         timeout = comparison_timeout(n)
@@ -275,11 +293,20 @@ def _measure(method: Method, backend: Backend, n: int, options: Options) -> Meas
     if ours:
         backend.marker = env["FORCE_LOGOUT_ON_DEPLOY"]
     with LiveSite(
-        backend.bench_env(), n, backend.workdir, timeout + 120, options.live_interval
+        backend.bench_env(),
+        n,
+        backend.workdir,
+        timeout + 120,
+        options.live_rate,
+        options.live_workers,
+        keys,
+        atomic=backend.name in DB_BACKENDS,
     ) as live:
         time.sleep(options.settle)
         lock_wait = databases.wait_for_release_lock(backend.history) if ours else 0.0
         result = proc.run(argv, env, timeout)
+        if ours:
+            backend.keys = None  # a logout: a new stamp for the sessions made after it
         time.sleep(options.settle)
     window = live.window(result.started, result.ended)
     own, removed = (None, None) if not result.ok else _own_account(method, backend, result)

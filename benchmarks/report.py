@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import databases
-from benchmarks.methods import METHODS, Measurement, reference_of
+from benchmarks.config import ATOMIC_HOLD_S, ATOMIC_SHARE, LIVE_MIN_RATE, LIVE_RATE, LIVE_WORKERS
+from benchmarks.live import shortfall
+from benchmarks.methods import METHODS, WAITS_JUDGED, Measurement, reference_of
 from benchmarks.noop import Noop
 from benchmarks.targets import NAMES, Check
 from benchmarks.throughput import Throughput
@@ -108,8 +110,9 @@ def _clear_cell(m: Measurement) -> str:
 def clear_table(results: Results) -> list[str]:
     lines = [
         "| store | N | method | clear (s) | x reference | end to end (s) | wall (s) "
-        "| peak RSS (MB) | live ops | p99 wait (ms) | worst wait (ms) | notes |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| peak RSS (MB) | live ops | live ops/s | p50 wait (ms) | p99 wait (ms) "
+        "| worst wait (ms) | notes |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for m in results.measurements:
         reference = next(
@@ -134,6 +137,9 @@ def clear_table(results: Results) -> list[str]:
             notes.append(f"failed live ops: {m.live['errors']}")
         if m.live.get("interrupted"):
             notes.append(f"interrupted saves: {m.live['interrupted']}")
+        short = shortfall(m.live, during=m.method in WAITS_JUDGED)
+        if short:
+            notes.append(short)
         if m.remaining and not m.extrapolated:
             notes.append(f"{m.remaining:,} sessions left")
         if m.dependents:
@@ -149,6 +155,7 @@ def clear_table(results: Results) -> list[str]:
             f"{number(ratio)} | {number(m.end_to_end_seconds)} | "
             f"{number(m.wall_seconds)} | "
             f"{'-' if m.extrapolated else number(m.peak_rss_mb, 0)} | {m.live.get('ops', 0)} | "
+            f"{number(m.live.get('ops_per_second'), 0)} | {number(m.live.get('p50_ms'), 1)} | "
             f"{number(m.live.get('p99_ms'), 1)} | {number(m.live.get('worst_ms'), 1)} | "
             f"{'; '.join(notes)} |"
         )
@@ -234,8 +241,15 @@ def markdown(results: Results) -> str:
         "*with login records*: one row per 10 sessions in each of two tables with a foreign key "
         "to `django_session`, one CASCADE, one SET_NULL, against `delete()` on the same data. "
         "*End to end*: the command's wall time less the least wall time of the same command "
-        "with nothing to remove. *Waits*: a second process reading and saving random sessions "
-        "through Django's SessionStore, the operations that overlapped the command.",
+        "with nothing to remove. *Live*: a busy site beside the command, "
+        f"{LIVE_WORKERS} processes with a connection each, reading, saving and creating random "
+        f"sessions through Django's SessionStore, {LIVE_RATE:g} operations/s in all; on the "
+        f"databases {ATOMIC_SHARE:.0%} of them save a session in `transaction.atomic()` and "
+        f"hold it open {ATOMIC_HOLD_S[0] * 1000:g}-{ATOMIC_HOLD_S[1] * 1000:g} ms, as under "
+        "ATOMIC_REQUESTS. *Live ops/s*: the operations started while the command ran, a second "
+        f"(at least {LIVE_MIN_RATE:g} wanted before each command, and during the release; the "
+        "others may stall the site). *Waits*: of the operations that overlapped the command, "
+        "less the deliberate hold.",
         "",
         *clear_table(results),
         "",

@@ -5,6 +5,7 @@
     python -m benchmarks.runner delete-pattern  # django-redis cache.delete_pattern(...)
     python -m benchmarks.runner noop            # start, connect, nothing else
     python -m benchmarks.runner make-user NAME PASSWORD
+    python -m benchmarks.runner made-key        # a session's key as SESSION_ENGINE makes it
 
 Each prints one JSON line: how long the operation itself took, and how many it removed.
 Settings: benchmarks.settings, with DATABASE_URL (and REDIS_URL, BENCH_CACHE) from the suite.
@@ -70,6 +71,21 @@ def _make_user(username: str, password: str) -> dict[str, Any]:
     return {"seconds": 0.0, "count": 1}
 
 
+def _made_key() -> dict[str, Any]:
+    """The key of a session this process makes (and removes again): with the guard after a
+    logout, one that carries the process's stamp."""
+    from importlib import import_module
+
+    from django.conf import settings
+
+    store = import_module(settings.SESSION_ENGINE).SessionStore()
+    store["bench-probe"] = True
+    store.create()
+    key = str(store.session_key)
+    store.delete()
+    return {"seconds": 0.0, "count": 0, "key": key}
+
+
 def main(argv: list[str]) -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings")
     import django
@@ -86,6 +102,8 @@ def main(argv: list[str]) -> int:
         result = _noop()
     elif op == "make-user":
         result = _make_user(args[0], args[1])
+    elif op == "made-key":
+        result = _made_key()
     else:
         print(f"unknown operation {op!r}", file=sys.stderr)
         return 2

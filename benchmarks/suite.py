@@ -16,7 +16,9 @@ from benchmarks.config import (
     ROOT,
     Options,
 )
+from benchmarks.live import shortfall
 from benchmarks.methods import (
+    WAITS_JUDGED,
     Backend,
     Measurement,
     manage,
@@ -67,10 +69,17 @@ def summary(m: Measurement) -> str:
     live = m.live
     clear = "error" if m.clear_seconds is None else f"{m.clear_seconds:.3f} s"
     worst = live.get("worst_ms")
-    waits = "n/a" if worst is None else f"worst {worst:.1f} ms, p99 {live.get('p99_ms'):.1f} ms"
+    waits = (
+        "n/a"
+        if worst is None
+        else f"p50 {live['p50_ms']:.1f} ms, p99 {live['p99_ms']:.1f} ms, worst {worst:.1f} ms"
+    )
+    rate, before = live.get("ops_per_second"), live.get("before_ops_per_second")
+    rates = f"{rate or 0:.0f} ops/s (before it {before or 0:.0f} ops/s)"
     text = (
         f"{m.backend} N={m.n:,} {m.label}: clear {clear} (wall {m.wall_seconds:.2f} s, "
-        f"{m.peak_rss_mb:.0f} MB, fill {m.fill_seconds:.1f} s), live {live.get('ops')} ops {waits}"
+        f"{m.peak_rss_mb:.0f} MB, fill {m.fill_seconds:.1f} s), live {live.get('ops')} ops "
+        f"at {rates}, waits {waits}"
     )
     return text + (f" [{m.status}: {m.error}]" if m.error else "")
 
@@ -114,6 +123,12 @@ def run_suite(options: Options) -> int:
                     say(summary(m))
                     if m.status == "error":
                         results.errors.append(f"{name} N={n:,} {m.label}: {m.error}")
+                    short = shortfall(m.live, during=m.method in WAITS_JUDGED)
+                    if short:
+                        say(f"{name} N={n:,} {m.label}: NOT A BUSY SITE: {short}")
+                        # A smoke run checks that the suite runs; its numbers are not judged.
+                        if not options.smoke:
+                            results.errors.append(f"{name} N={n:,} {m.label}: {short}")
             if name in DB_BACKENDS:
                 say(f"{name}: release with nothing to do vs migrate alone")
                 noop = measure_noop(backend, options.noop_repeats)
