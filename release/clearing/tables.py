@@ -29,11 +29,14 @@ from release.clearing.base import Cleared, Progress
 from release.text import counted, one_line
 from release.vendors import database
 
-LOCK_TIMEOUT_MS = 50
-# Attempts at TRUNCATE, a short random pause apart: live requests hold the table only for the
-# moment of a statement, so one of the first few attempts finds it free; a long transaction
-# keeps it busy through all of them (about 4 s), and the rows go in batches instead.
-TRUNCATE_ATTEMPTS = 40
+# While a TRUNCATE waits for the table, every request that reads or saves a session waits behind
+# it: each attempt gives up after this long, so that no request waits much longer.
+LOCK_TIMEOUT_MS = 25
+# Attempts at TRUNCATE, a short random pause apart: requests hold the table for a statement, or
+# for their transaction under ATOMIC_REQUESTS, so one of the first attempts finds it free once
+# the transactions open at that moment have ended; a long transaction keeps it busy through all
+# of them (about 5 s), and the rows go in batches instead.
+TRUNCATE_ATTEMPTS = 80
 TRUNCATE_PAUSE_S = (0.02, 0.08)
 # Above this many rows (by PostgreSQL's own estimate) the summary reports the estimate instead
 # of counting: an exact count of millions of rows costs more than the TRUNCATE.
