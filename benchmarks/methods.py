@@ -154,7 +154,7 @@ def argv_env(
         env = backend.release_env(marker)
         if method.login_records:
             env = backend.logins_env(env)
-        return manage("release", "--skip-migrate"), env, RELEASE_TIMEOUT
+        return manage("release", "--skip-migrate", "--json"), env, RELEASE_TIMEOUT
     if noop:
         extra = {"BENCH_CACHE": "django_redis"} if method is DELETE_PATTERN else {}
         env = backend.bench_env(**extra)
@@ -214,6 +214,8 @@ class Measurement:
     others_kept: int | None = None  # Redis: unrelated keys still there
     others: int | None = None
     lock_wait_seconds: float = 0.0  # waiting beforehand for another database's release lock
+    # The release's own account of each step (`release --json`'s `steps`), in seconds.
+    steps: dict[str, float] | None = None
     output: str = ""  # the end of what the command printed
     error: str | None = None
 
@@ -241,14 +243,20 @@ def _history_row(backend: Backend) -> tuple[float | None, int | None]:
 
 def _own_account(
     method: Method, backend: Backend, result: proc.Command
-) -> tuple[float | None, int | None]:
+) -> tuple[float | None, int | None, dict[str, float] | None]:
+    """What the command says it took and removed; the release also how long each step took,
+    checked against its history row."""
     if method in (OURS, OURS_LOGINS):
-        return _history_row(backend)
+        document = json.loads(result.stdout)
+        recorded, removed = _history_row(backend)
+        if removed != document["sessions_removed"]:
+            raise RuntimeError(f"the history says {removed}, the release {document!r}")
+        return recorded, removed, document["steps"]
     lines = result.stdout.strip().splitlines()
     if not lines:
-        return None, None
+        return None, None, None
     data = json.loads(lines[-1])
-    return float(data["seconds"]), int(data["count"])
+    return float(data["seconds"]), int(data["count"]), None
 
 
 def measure(method: Method, backend: Backend, n: int, options: Options) -> Measurement:
@@ -309,7 +317,9 @@ def _measure(method: Method, backend: Backend, n: int, options: Options) -> Meas
             backend.keys = None  # a logout: a new stamp for the sessions made after it
         time.sleep(options.settle)
     window = live.window(result.started, result.ended)
-    own, removed = (None, None) if not result.ok else _own_account(method, backend, result)
+    own, removed, steps = (
+        (None, None, None) if not result.ok else _own_account(method, backend, result)
+    )
     startup = None if method.extrapolated else backend.startup.get(method.name)
     clear = end_to_end = None
     if result.ok and method.extrapolated:
@@ -334,6 +344,7 @@ def _measure(method: Method, backend: Backend, n: int, options: Options) -> Meas
         sample=options.per_object_sample if method.extrapolated else None,
         live=window.as_dict(),
         lock_wait_seconds=lock_wait,
+        steps=steps,
         output=(result.stdout + result.stderr)[-3000:],
         error=None if result.ok else result.failure(),
     )

@@ -162,6 +162,31 @@ def clear_table(results: Results) -> list[str]:
     return lines
 
 
+STEPS = ("lock", "decide", "clear", "finish", "record")
+
+
+def breakdown_table(results: Results) -> list[str]:
+    """Where each release's wall time went: the steps it reports (`release --json`), and the
+    rest, starting Python and Django, the system checks, and exiting."""
+    rows = [m for m in results.measurements if m.steps]
+    if not rows:
+        return []
+    head = " | ".join(f"{step} (s)" for step in STEPS)
+    lines = [
+        f"| store | N | method | wall (s) | start-up, checks, exit (s) | {head} |",
+        "|---|---|---|---|---|" + "---|" * len(STEPS),
+    ]
+    for m in rows:
+        steps = m.steps or {}
+        rest = m.wall_seconds - sum(steps.values())
+        cells = " | ".join(number(steps.get(step), 3) for step in STEPS)
+        lines.append(
+            f"| {NAMES[m.backend]} | {m.n:,} | {m.label} | {number(m.wall_seconds, 3)} | "
+            f"{number(rest, 3)} | {cells} |"
+        )
+    return lines
+
+
 def noop_table(results: Results) -> list[str]:
     lines = [
         "| database | release, nothing to do (s) | `migrate` alone (s) | ratio "
@@ -252,6 +277,16 @@ def markdown(results: Results) -> str:
         "less the deliberate hold.",
         "",
         *clear_table(results),
+        "",
+        "### Where a release's time goes",
+        "",
+        "Each release's wall time, from starting the process to its exit, by the steps it "
+        "reports in `release --json` (`steps`): waiting for the release lock, reading the "
+        "history and deciding, the clear, the final removal of what was saved meanwhile, and "
+        "recording (the final transaction, its COMMIT included); the rest is starting Python "
+        "and Django, the system checks and exiting.",
+        "",
+        *breakdown_table(results),
         "",
         "### A release with nothing to do",
         "",
