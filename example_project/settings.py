@@ -52,6 +52,9 @@ FORCE_LOGOUT_VERSION = 1
 # FORCE_LOGOUT_FAIL_OPEN=1` lets releases out anyway during an outage of the session store.
 FORCE_LOGOUT_FAIL_OPEN = env_flag("FORCE_LOGOUT_FAIL_OPEN", default=False)
 
+# Shown once, on the next page, to a user whose session a logout ended (LogoutMessageMiddleware).
+FORCE_LOGOUT_MESSAGE = "You were signed out because the site was updated. Please sign in again."
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -73,6 +76,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "release.middleware.LogoutMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 

@@ -5,13 +5,17 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
+from django.apps import apps
+from django.contrib.messages.middleware import MessageMiddleware
 from django.core import checks
+from django.utils.module_loading import import_string
 
 from release import conf
 from release.clearing import clearer_for
 from release.conf import CODE_MARKER_SETTING
 from release.decision.markers import InvalidMarker, current_markers
 from release.exceptions import SessionModelMissing, UnsupportedEngine
+from release.middleware import DOTTED_PATH, LogoutMessageMiddleware
 from release.text import one_line, shown
 from release.vendors import database
 
@@ -25,6 +29,7 @@ def register() -> None:
     checks.register(check_code_marker, "release")
     checks.register(check_session_engine, "release")
     checks.register(check_fail_open, "release")
+    checks.register(check_logout_message, "release")
     checks.register(check_database_vendor, "release", checks.Tags.database)
 
 
@@ -63,6 +68,74 @@ def check_fail_open(**kwargs: Any) -> list[checks.CheckMessage]:
             id="release.E004",
         )
     ]
+
+
+MESSAGES_APP = "django.contrib.messages"
+MESSAGE_MIDDLEWARE = "django.contrib.messages.middleware.MessageMiddleware"
+
+
+def check_logout_message(**kwargs: Any) -> list[checks.CheckMessage]:
+    problem = conf.logout_message_problem()
+    if problem is not None:
+        return [
+            checks.Error(
+                problem,
+                hint=(
+                    f"Set {conf.LOGOUT_MESSAGE_SETTING} to the sentence shown to users whose "
+                    "session a logout ended, or leave it out to show nothing."
+                ),
+                id="release.E007",
+            )
+        ]
+    if conf.logout_message() is None:
+        return []
+    problems: list[checks.CheckMessage] = []
+    ours = _middleware_index(LogoutMessageMiddleware)
+    if ours is None:
+        problems.append(
+            checks.Warning(
+                f"{conf.LOGOUT_MESSAGE_SETTING} is set, but {DOTTED_PATH!r} is not in "
+                "MIDDLEWARE: nobody is shown the message.",
+                hint=f"Add {DOTTED_PATH!r} to MIDDLEWARE, after {MESSAGE_MIDDLEWARE!r}.",
+                id="release.W004",
+            )
+        )
+    theirs = _middleware_index(MessageMiddleware)
+    if not apps.is_installed(MESSAGES_APP) or theirs is None:
+        problems.append(
+            checks.Warning(
+                f"{conf.LOGOUT_MESSAGE_SETTING} is set, but Django's messages framework is not "
+                "set up: nobody is shown the message.",
+                hint=(
+                    f"Add {MESSAGES_APP!r} to INSTALLED_APPS and {MESSAGE_MIDDLEWARE!r} to "
+                    "MIDDLEWARE, and show `messages` in your templates."
+                ),
+                id="release.W005",
+            )
+        )
+    elif ours is not None and ours < theirs:
+        problems.append(
+            checks.Warning(
+                f"{DOTTED_PATH!r} comes before {MESSAGE_MIDDLEWARE!r} in MIDDLEWARE: the "
+                "message is added after MessageMiddleware has stored the response's messages, "
+                "and is lost.",
+                hint=f"Move {DOTTED_PATH!r} after {MESSAGE_MIDDLEWARE!r}.",
+                id="release.W006",
+            )
+        )
+    return problems
+
+
+def _middleware_index(wanted: type) -> int | None:
+    """Where MIDDLEWARE has `wanted` or a subclass of it, as Django's admin checks look."""
+    for index, path in enumerate(conf.middleware()):
+        try:
+            found = import_string(path)
+        except ImportError:
+            continue
+        if isinstance(found, type) and issubclass(found, wanted):
+            return index
+    return None
 
 
 def check_code_marker(**kwargs: Any) -> list[checks.CheckMessage]:

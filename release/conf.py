@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 from django.conf import settings
+from django.utils.functional import Promise
 
 from release.text import shown
+
+if TYPE_CHECKING:
+    from django.utils.functional import _StrPromise
 
 CODE_MARKER_SETTING = "FORCE_LOGOUT_VERSION"
 CONFIG_MARKER_VAR = "FORCE_LOGOUT_ON_DEPLOY"
 FAIL_OPEN_SETTING = "FORCE_LOGOUT_FAIL_OPEN"
 STORAGE_ENGINE_SETTING = "RELEASE_SESSION_ENGINE"
 SESSION_MODEL_SETTING = "RELEASE_SESSION_MODEL"
+LOGOUT_MESSAGE_SETTING = "FORCE_LOGOUT_MESSAGE"
 
 # SESSION_ENGINE = GUARD_ENGINE guards the engine named by RELEASE_SESSION_ENGINE.
 GUARD_ENGINE = "release.sessions"
@@ -46,6 +52,26 @@ def fail_open_problem() -> str | None:
     if isinstance(value, bool):
         return None
     return f"{FAIL_OPEN_SETTING} must be True or False, not {shown(value)}."
+
+
+def logout_message() -> str | _StrPromise | None:
+    """The text shown to a user whose session the guard refused (a lazy translation stays
+    lazy); None: nothing is shown."""
+    value = getattr(settings, LOGOUT_MESSAGE_SETTING, None)
+    if isinstance(value, (str, Promise)) and str(value).strip():
+        return cast("str | _StrPromise", value)
+    return None
+
+
+def logout_message_problem() -> str | None:
+    value = getattr(settings, LOGOUT_MESSAGE_SETTING, None)
+    if value is None or logout_message() is not None:
+        return None
+    return f"{LOGOUT_MESSAGE_SETTING} must be a non-empty str, or None, not {shown(value)}."
+
+
+def middleware() -> list[str]:
+    return list(settings.MIDDLEWARE)
 
 
 def is_guarded() -> bool:

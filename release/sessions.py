@@ -5,6 +5,9 @@ keeps them; `SessionStore` here is a subclass of that engine's store that refuse
 from before a logout and stamps what it saves (see `release.guard`). Everything that builds its
 store from SESSION_ENGINE is guarded: Django's SessionMiddleware, the middlewares of
 django-qsessions and django-user-sessions, Channels, the test client's `login()`, scripts.
+
+A store that refuses the session it was made for says so: its `release_refused` is True (read
+it without loading anything), and `release.signals.session_refused` is sent.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from release.guard import (
     stamp_from_text,
     stamp_of_key,
 )
+from release.signals import session_refused
 
 # Where a signed cookie's data carries the stamp; it never shows in the session's own API.
 COOKIE_STAMP = "_release_stamp"
@@ -38,6 +42,9 @@ class GuardedStore(SessionBase):
     # readable by it (`Session.get_decoded()`, the admin, a project that stops using the guard).
     _wrapped: type[SessionBase]
 
+    # True once this store has refused the session it was made for.
+    release_refused = False
+
     @property
     def key_salt(self) -> str:
         return "django.contrib.sessions." + self._wrapped.__qualname__
@@ -46,13 +53,19 @@ class GuardedStore(SessionBase):
         return (_unpickled, (self._wrapped,), self.__dict__)
 
     def load(self) -> dict[str, Any]:
-        return self._checked(process_stamp(), super().load)
+        if self._refused(process_stamp()):
+            self._refuse()
+            session_refused.send(sender=type(self), session=self)
+            return {}
+        return super().load()
 
     async def aload(self) -> dict[str, Any]:
         stamp = known_stamp() or await sync_to_async(process_stamp)()
         if self._refused(stamp):
-            return self._refuse()
-        return self._accepted(stamp, await super().aload())
+            self._refuse()
+            await session_refused.asend(sender=type(self), session=self)
+            return {}
+        return await super().aload()
 
     def save(self, must_create: bool = False) -> None:
         if self._stale_key(process_stamp()):
@@ -65,26 +78,22 @@ class GuardedStore(SessionBase):
             await self.acycle_key()
         await super().asave(must_create)
 
-    def _checked(self, stamp: Stamp, load: Any) -> dict[str, Any]:
-        if self._refused(stamp):
-            return self._refuse()
-        return self._accepted(stamp, load())
-
     def _refused(self, stamp: Stamp) -> bool:
         """Whether the session can be refused before it is loaded."""
         return False
 
-    def _accepted(self, stamp: Stamp, data: dict[str, Any]) -> dict[str, Any]:
-        return data
-
     def _stale_key(self, stamp: Stamp) -> bool:
         return False
 
-    def _refuse(self) -> dict[str, Any]:
+    def _refuse(self) -> None:
+        """Refuse the session this store was made for; the caller sends `session_refused`."""
+        self.release_refused = True
+        self._forget()
+
+    def _forget(self) -> None:
         # As the engines treat a missing session: a new key on the next save, and Django's
         # middleware deletes the cookie of a session that ends up empty.
         self._session_key = None
-        return {}
 
 
 class KeyStampedStore(GuardedStore):
@@ -128,9 +137,21 @@ class CookieStampedStore(GuardedStore):
         # Django's signed-cookie aload() is load(): read the stamp first, off the event loop.
         if known_stamp() is None:
             await sync_to_async(process_stamp)()
-        return self.load()
+        data = self._checked()
+        if data is None:
+            await session_refused.asend(sender=type(self), session=self)
+            return {}
+        return data
 
     def load(self) -> dict[str, Any]:
+        data = self._checked()
+        if data is None:
+            session_refused.send(sender=type(self), session=self)
+            return {}
+        return data
+
+    def _checked(self) -> dict[str, Any] | None:
+        """The cookie's data without its stamp, or None where the guard refuses it."""
         # The engine's own load, then the stamp taken out; first the common case, a cookie that
         # this process signed (the whole check costs the engine's load a few percent).
         stamp = process_stamp()
@@ -138,13 +159,17 @@ class CookieStampedStore(GuardedStore):
         if data.get(COOKIE_STAMP) == _text_of(stamp):
             del data[COOKIE_STAMP]
             return data
-        return self._accepted(stamp, data)
-
-    def _accepted(self, stamp: Stamp, data: dict[str, Any]) -> dict[str, Any]:
+        held = bool(data)
         written = stamp_from_text(data.pop(COOKIE_STAMP, None))
-        if not stamp.accepts(written):
-            return self._refuse()
-        return data
+        if stamp.accepts(written):
+            return data
+        if not held:
+            # Nothing to refuse: a cookie that is invalid or expired, which the engine has
+            # already treated as missing.
+            self._forget()
+            return {}
+        self._refuse()
+        return None
 
     def _get_session_key(self) -> str:
         # The cookie's value: the data and this process's stamp, signed together.

@@ -64,6 +64,7 @@ def test_settings_are_documented() -> None:
         conf.FAIL_OPEN_SETTING,
         conf.STORAGE_ENGINE_SETTING,
         conf.SESSION_MODEL_SETTING,
+        conf.LOGOUT_MESSAGE_SETTING,
     }
 
 
@@ -79,6 +80,7 @@ def test_example_environment_is_documented() -> None:
         conf.CONFIG_MARKER_VAR,
         conf.STORAGE_ENGINE_SETTING,
         conf.SESSION_MODEL_SETTING,
+        conf.LOGOUT_MESSAGE_SETTING,
     }
 
     assert documented == read

@@ -1,11 +1,14 @@
 """A deploy as a person sees it: headless Chromium signs in, a bumped marker deploys, a reload.
 
 Uses Debian's `chromium` and `chromium-driver` through Selenium (tests/requirements-e2e.txt); no
-browser is downloaded. Each step's screenshot is saved, numbered, in tests/artifacts/e2e/.
+browser is downloaded. Each step's screenshot is saved, numbered, in tests/artifacts/e2e/ (the
+logout message test's in its folder logout-message/). The README's picture of the logout message
+is redrawn from the same page, into docs/logout-message.png, with RELEASE_DOCS_SCREENSHOTS=1.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -22,6 +25,14 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.e2e
 
 SCREENSHOTS = ROOT / "tests" / "artifacts" / "e2e"
+DOCS_SCREENSHOT = (
+    ROOT / "docs" / "logout-message.png"
+    if os.environ.get("RELEASE_DOCS_SCREENSHOTS") == "1"
+    else SCREENSHOTS / "logout-message" / "as-in-the-readme.png"
+)
+DOCS_SCREENSHOT_SIZE = (900, 500)
+# The example project's FORCE_LOGOUT_MESSAGE.
+LOGOUT_MESSAGE = "You were signed out because the site was updated. Please sign in again."
 CHROMIUM_ARGUMENTS = (
     "--headless=new",
     "--no-sandbox",
@@ -111,6 +122,24 @@ class Browser:
 
         self.driver.find_element(By.LINK_TEXT, link_text).click()
 
+    def messages(self) -> list[str]:
+        """The messages the page shows above its content."""
+        from selenium.webdriver.common.by import By
+
+        return [
+            element.text for element in self.driver.find_elements(By.CSS_SELECTOR, "#messages li")
+        ]
+
+    def save_viewport(self, path: Path, size: tuple[int, int]) -> None:
+        """A screenshot of the page laid out in a viewport of exactly `size`, saved at `path`."""
+        width, height = size
+        metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}
+        self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+        try:
+            assert self.driver.save_screenshot(str(path)), f"No screenshot saved at {path}"
+        finally:
+            self.driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
 
 def test_a_deploy_with_a_bumped_marker_sends_the_browser_back_to_sign_in(
     heroku: Heroku, chromium: WebDriver
@@ -135,4 +164,39 @@ def test_a_deploy_with_a_bumped_marker_sends_the_browser_back_to_sign_in(
     browser.follow("Sign in")
     browser.sign_in("ada")
     assert browser.status("Signed in as") == "Signed in as ada."
+    browser.screenshot("signed in again")
+
+
+def test_a_user_signed_out_by_a_deploy_is_told_why_once(
+    heroku: Heroku, chromium: WebDriver
+) -> None:
+    browser = Browser(chromium, SCREENSHOTS / "logout-message")
+    app = heroku.create_app("news")
+    first = app.deploy(heroku.build(1))
+    assert first.succeeded, first.output
+    app.create_users("ada")
+
+    chromium.get(f"{app.web.url}/accounts/login/")
+    browser.sign_in("ada")
+    assert browser.status("Signed in as") == "Signed in as ada."
+    assert browser.messages() == []
+
+    bump = app.deploy(heroku.build(2))
+    assert bump.decision == "log everyone out", bump.output
+    chromium.refresh()
+    assert browser.status("You are not signed in.") == "You are not signed in."
+    browser.screenshot("reloaded after the deploy: signed out")
+
+    browser.follow("Sign in")
+    browser.wait_for(lambda driver: driver.title == "Sign in", "the sign-in page")
+    assert browser.messages() == [LOGOUT_MESSAGE]
+    browser.screenshot("the sign-in page says why")
+    browser.save_viewport(DOCS_SCREENSHOT, DOCS_SCREENSHOT_SIZE)
+
+    chromium.refresh()
+    browser.wait_for(lambda driver: driver.title == "Sign in", "the sign-in page")
+    assert browser.messages() == [], "the message is shown once"
+    browser.sign_in("ada")
+    assert browser.status("Signed in as") == "Signed in as ada."
+    assert browser.messages() == []
     browser.screenshot("signed in again")
