@@ -55,6 +55,11 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--skip-http", action="store_true", help="skip the throughput measurement")
     p.add_argument(
+        "--only-http",
+        action="store_true",
+        help="measure only requests/s (and the guard's cost per session load), on PostgreSQL",
+    )
+    p.add_argument(
         "--smoke", action="store_true", help="tiny sizes and short runs: checks the suite works"
     )
     p.add_argument(
@@ -63,8 +68,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", action="store_true", help="keep the databases at the end")
     p.add_argument("--per-object-sample", type=int, help="rows the per-object loop deletes")
     p.add_argument("--redis-others", type=int, help="unrelated Redis keys (default 100000)")
-    p.add_argument("--http-seconds", type=float, help="seconds of each wrk run (default 5)")
-    p.add_argument("--http-rounds", type=int, help="wrk runs of each server and page (default 8)")
+    p.add_argument("--http-seconds", type=float, help="seconds of each wrk run, whole (default 5)")
+    p.add_argument("--http-rounds", type=int, help="wrk runs of each server and page (default 12)")
     return p
 
 
@@ -80,6 +85,11 @@ def options_from(argv: list[str]) -> Options:
     if args.http_rounds is not None:
         options.http_rounds = args.http_rounds
     options.skip_http = args.skip_http
+    if args.only_http:
+        if args.skip_http:
+            parser().error("--only-http and --skip-http exclude each other")
+        # No store to clear: the suite then makes only the PostgreSQL database the servers use.
+        options.backends = []
     options.keep = args.keep
     options.command = shlex.join(["python", "-m", "benchmarks", *argv])
     return options

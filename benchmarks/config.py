@@ -82,24 +82,24 @@ class Keys:
         return cls(prefix, int(length))
 
 
-# Targets of the issue (ratios measured in one run, on one machine).
-MAX_WAIT_MS = 50.0
-# The issue sets 50 ms for PostgreSQL and asks MariaDB only for "bounded waits". MariaDB's
-# TRUNCATE drops and makes again the table's file, holding the table a little longer than
-# PostgreSQL's: the bound here is 100 ms, a pause no user notices, where a plain DELETE stalls
-# saves for seconds.
-MAX_WAIT_MS_BY_BACKEND = {"postgresql": MAX_WAIT_MS, "mariadb": 100.0}
+# Targets (ratios measured in one run, on one machine; clears judged end to end).
+MAX_WAIT_MS = 50.0  # the worst wait of a live session read or save, on every store
+MAX_WAIT_MS_BY_BACKEND: dict[str, float] = {}
 POSTGRES_MAX_RATIO = 0.25
 # With login records (foreign keys to the session table) the release deletes in batches, each
 # with what refers to it, instead of TRUNCATE: it must not be slower than delete().
 LOGINS_MAX_RATIO = 1.0
 MARIADB_MAX_RATIO = 1.0
-REDIS_MAX_RATIO = 0.5
+REDIS_MAX_RATIO = 0.15
 REDIS_MAX_RSS_MB = 100.0
 BIG_RUN_MAX_SECONDS = 1800.0  # "well inside the hour" Heroku gives the release phase
 MEMORY_GROWTH = 1.10  # peak RSS at the largest N, at most this times the smallest N's
 NOOP_MAX_RATIO = 1.05
-HTTP_MIN_RATIO = 0.97
+# Requests/s with the tool, as a share of those without it (from the server's CPU per request).
+HTTP_MIN_RATIO = 0.98
+# Two identical servers (A/A) must measure 1.00 with a 95 % interval within ± this, or the
+# method cannot judge HTTP_MIN_RATIO on the machine.
+HTTP_CALIBRATION = 0.02
 
 RELEASE_TIMEOUT = 3600.0  # Heroku ends a release phase after an hour
 
@@ -129,9 +129,11 @@ class Options:
     redis_others: int = 100_000
     noop_repeats: int = 11
     startup_repeats: int = 3
-    http_seconds: float = 5.0
-    http_rounds: int = 8
+    http_seconds: float = 5.0  # each wrk run (whole seconds: wrk's own unit)
+    http_rounds: int = 12
+    http_refresh: int = 2  # rounds between fresh server processes
     http_connections: int = 4
+    http_workers: int = 1  # gunicorn sync workers of each server
     live_rate: float = LIVE_RATE  # session operations a second of the live site, in all
     live_workers: int = LIVE_WORKERS
     settle: float = 1.0  # live operations before and after each method, in seconds
@@ -146,7 +148,8 @@ class Options:
             noop_repeats=2,
             startup_repeats=1,
             http_seconds=1.0,
-            http_rounds=1,
+            http_rounds=2,
+            http_refresh=1,
             settle=0.3,
         )
 

@@ -13,12 +13,19 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import databases
-from benchmarks.config import ATOMIC_HOLD_S, ATOMIC_SHARE, LIVE_MIN_RATE, LIVE_RATE, LIVE_WORKERS
+from benchmarks.config import (
+    ATOMIC_HOLD_S,
+    ATOMIC_SHARE,
+    HTTP_CALIBRATION,
+    LIVE_MIN_RATE,
+    LIVE_RATE,
+    LIVE_WORKERS,
+)
 from benchmarks.live import shortfall
 from benchmarks.methods import METHODS, WAITS_JUDGED, Measurement, reference_of
 from benchmarks.noop import Noop
 from benchmarks.targets import NAMES, Check
-from benchmarks.throughput import Throughput
+from benchmarks.throughput import PAGE_WORDS, VARIANTS, Throughput
 
 
 @dataclass
@@ -87,10 +94,10 @@ def machine(backends: Iterable[str]) -> dict[str, Any]:
 
 def machine_line(results: Results) -> str:
     m = results.machine
-    servers = ", ".join(m["servers"].values())
+    servers = ", ".join(m["servers"].values())  # none under --only-http
     return (
         f"{m['cores']} cores ({m['cpu']}), {m['memory_gb']} GB, {m['os']}; Python {m['python']}, "
-        f"Django {m['django']}; {servers}"
+        f"Django {m['django']}" + (f"; {servers}" if servers else "")
     )
 
 
@@ -210,17 +217,55 @@ def noop_table(results: Results) -> list[str]:
 
 def http_table(http: Throughput) -> list[str]:
     lines = [
-        "| page | with the tool (req/s) | without (req/s) | ratio | failed requests |",
-        "|---|---:|---:|---:|---:|",
+        "| page | A/A: plain vs plain | guard vs plain | CPU/request guard (µs) "
+        "| plain (µs) | plain again (µs) | wrk req/s guard | plain | plain again "
+        "| failed requests |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for page, words in (("anonymous", "`/` anonymous"), ("signed_in", "`/` signed in")):
-        failed = sum(http.errors.get(v, {}).get(page, 0) for v in http.errors)
-        lines.append(
-            f"| {words} | {number(http.median('release', page), 0)} | "
-            f"{number(http.median('django', page), 0)} | {number(http.ratio(page), 3)} | "
-            f"{failed} |"
-        )
+    for page, words in PAGE_WORDS.items():
+        cells = []
+        for comparison in ("calibration", "guard"):
+            estimate = http.ratio(page, comparison)
+            cells.append("-" if estimate is None else estimate.text())
+        cells += [number(http.median_cpu_us(v, page), 0) for v in VARIANTS]
+        cells += [number(http.median_rps(v, page), 0) for v in VARIANTS]
+        cells.append(str(sum(http.errors.get(v, {}).get(page, 0) for v in VARIANTS)))
+        lines.append(f"| {words} | {' | '.join(cells)} |")
     return lines
+
+
+def http_section(http: Throughput) -> list[str]:
+    uncalibrated = [PAGE_WORDS[p] for p in PAGE_WORDS if http.calibrated(p) is False]
+    if uncalibrated:
+        calibration = (
+            f"The A/A interval is wider than ±{HTTP_CALIBRATION:g} on {', '.join(uncalibrated)}: "
+            f"on this machine, now, the method cannot judge {HTTP_CALIBRATION * 100:g} % there "
+            "(more rounds, `--http-rounds`, or a quieter machine may)."
+        )
+    else:
+        calibration = (
+            f"Every A/A interval lies within ±{HTTP_CALIBRATION:g}: the method tells "
+            f"{HTTP_CALIBRATION * 100:g} % apart on this machine."
+        )
+    return [
+        "### Requests per second",
+        "",
+        f"The example project under gunicorn, one server with the guard (`release.sessions`), "
+        "one with the engine it wraps (plain), and a second plain one (*plain again*), each "
+        f"with {http.workers} sync worker; wrk loads the three at once, {http.connections} "
+        f"connections each, on one page at a time: {http.rounds} rounds of {http.seconds:g} s "
+        f"on each page, fresh server processes every {http.refresh} rounds; {http.pinning}. "
+        "*CPU/request*: the worker's CPU time (its process CPU clock, all threads) over the "
+        "requests it answered, median of the rounds. *Ratio*: the plain server's CPU per "
+        "request over the other's, that is the other's requests/s as a share of the plain "
+        "engine's where the worker's CPU is the limit; median of the rounds' ratios, 95 % "
+        "bootstrap interval in brackets. *A/A*: the two plain servers, the calibration. "
+        "*wrk req/s*: wrk's own count, for reference only: the three servers share one core.",
+        "",
+        calibration,
+        "",
+        *http_table(http),
+    ]
 
 
 def guard_cost_table(cost: dict[str, Any]) -> list[str]:
@@ -297,14 +342,7 @@ def markdown(results: Results) -> str:
     ]
     http = results.http
     if http and not http.skipped and not http.error:
-        lines += [
-            "",
-            f"### Requests per second (gunicorn, {http.workers} sync workers; wrk, "
-            f"{http.connections} connections, {http.rounds} runs of {http.seconds:g} s each, "
-            "alternating; ratio: median of the runs' ratios)",
-            "",
-            *http_table(http),
-        ]
+        lines += ["", *http_section(http)]
     elif http:
         lines += ["", f"Requests per second: {http.skipped or http.error}."]
     cost = results.guard_cost
