@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from importlib import import_module
@@ -390,6 +391,56 @@ def test_redis_progress_after_each_unlink_batch(
     assert cache.get(prefix + "_stats0") == 0
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize("redis_alias", REDIS_ALIASES, indirect=True)
+def test_redis_scan_fails_while_an_unlink_is_under_way(
+    redis_alias: str, settings: Settings, installed: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The UNLINK of one batch goes on while the next keys are read: when reading fails, the
+    UNLINK already sent is waited for and counted before the error is raised."""
+    import redis
+
+    settings.RELEASE_SESSION_ENGINE = CACHE
+    cache = caches[redis_alias]
+    prefix = PREFIXES[CACHE]
+    count = 3 * cache_keys.BATCH
+    cache.set_many({prefix + random_key(): {} for _ in range(count)})
+    store = clearer_for()
+    assert isinstance(store, CacheSessions)
+    scan, unlink = redis.Redis.scan, redis.Redis.unlink
+    found = 0
+    unlinked: list[int] = []
+
+    def failing_scan(client: Any, *args: Any, **kwargs: Any) -> Any:
+        """SCAN, until the first batch is complete: then Redis goes away."""
+        nonlocal found
+        if found >= cache_keys.BATCH:
+            raise redis.ConnectionError("Redis went away")
+        cursor, keys = scan(client, *args, **kwargs)
+        found += len(keys)
+        return cursor, keys
+
+    def slow_unlink(client: Any, *names: Any) -> int:
+        """UNLINK, still under way when the next SCAN fails."""
+        time.sleep(0.2)
+        removed: int = unlink(client, *names)
+        unlinked.append(removed)
+        return removed
+
+    monkeypatch.setattr(cache_keys, "SCAN_COUNT", 500)
+    monkeypatch.setattr(redis.Redis, "scan", failing_scan)
+    monkeypatch.setattr(redis.Redis, "unlink", slow_unlink)
+    calls: list[tuple[int, int | None]] = []
+
+    with pytest.raises(redis.ConnectionError, match="Redis went away"):
+        store.clear(lambda removed, total: calls.append((removed, total)))
+
+    monkeypatch.undo()
+    assert unlinked == [cache_keys.BATCH]
+    assert calls == [(cache_keys.BATCH, None)]
+    assert store.count() == count - cache_keys.BATCH
+
+
 def suffixed_key(key: str, key_prefix: str, version: int) -> str:
     """A KEY_FUNCTION that puts text after the key as well as before it."""
     return f"{key_prefix}|v{version}|{key}|end"
@@ -480,3 +531,8 @@ def test_session_key_grammar(name: str, is_session: bool) -> None:
     names = cache_keys.SessionKeys("sessionid")
     assert names.matches(name) is is_session
     assert names.matches(name.encode()) is is_session
+    # The same, for a whole SCAN reply of text or of bytes.
+    other = "sessionid" + "b" * DJANGO_LENGTH
+    assert names.select([other, name, other]) == [other, *([name] if is_session else []), other]
+    assert names.select([name.encode()]) == ([name.encode()] if is_session else [])
+    assert names.select([]) == []

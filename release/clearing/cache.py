@@ -49,7 +49,7 @@ class CacheSessions:
         if keys is None:
             return None
         client = session_keys.redis_client(self.cache)
-        return session_keys.count_matching(client, keys.pattern, keys.matches)
+        return session_keys.count_matching(client, keys.pattern, keys.select)
 
     def finish(self, *, guarded: bool) -> Cleared:
         return NOTHING
@@ -67,6 +67,6 @@ class CacheSessions:
         client = session_keys.redis_client(self.cache)
         return Cleared(
             session_keys.unlink_matching(
-                client, keys.pattern, progress=progress, where=keys.matches
+                client, keys.pattern, progress=progress, select=keys.select
             )
         )

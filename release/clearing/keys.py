@@ -3,9 +3,11 @@ key, and removing them from Redis without touching any other key."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Iterable, Iterator
-from itertools import islice
+from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import chain, islice
 from typing import Any
 
 from django.core.cache import BaseCache
@@ -14,9 +16,12 @@ from django.core.cache.backends.redis import RedisCache
 from release.clearing.base import Progress
 from release.guard import KEY_CHARS, KEY_LENGTH
 
-# Keys per SCAN step and per UNLINK: big enough to be quick, small enough that memory does not
-# grow with the number of keys and Redis is never blocked for long.
+# Keys per UNLINK: big enough to be quick, small enough that memory does not grow with the
+# number of keys and Redis is never blocked for long.
 BATCH = 5000
+# The COUNT of each SCAN step: a bound on how long each one blocks Redis, whose cost per key is
+# much the same whatever the COUNT.
+SCAN_COUNT = BATCH
 
 # Django's own session keys: get_random_string(32, VALID_KEY_CHARS) in SessionBase; the guard
 # makes keys of KEY_LENGTH characters from the same characters (KEY_CHARS).
@@ -30,6 +35,9 @@ SESSION_KEY_REGEX = "(?:{})".format(
 )
 
 _PROBE = "\x00release-probe\x00"
+
+# Picks the names to keep from one SCAN reply (a list of bytes, or of text).
+Select = Callable[[list[Any]], list[Any]]
 
 
 class SessionKeys:
@@ -59,6 +67,14 @@ class SessionKeys:
         if isinstance(name, bytes):
             return self._bytes(name) is not None
         return self._text(name) is not None
+
+    def select(self, names: list[Any]) -> list[Any]:
+        """The names in `names` that are these names: `matches()` for one SCAN reply, whose
+        names are all bytes or all text, at a fraction of the cost per name."""
+        if not names:
+            return []
+        fullmatch = self._bytes if isinstance(names[0], bytes) else self._text
+        return list(filter(fullmatch, names))
 
     def __repr__(self) -> str:
         return f"SessionKeys({self.shape!r})"
@@ -96,18 +112,29 @@ def session_keys(cache: BaseCache, prefix: str) -> SessionKeys | None:
     return SessionKeys(before, after)
 
 
+def pages(
+    client: Any, pattern: str, select: Select | None = None, count: int | None = None
+) -> Iterator[list[Any]]:
+    """The keys each SCAN step finds for `pattern`, those `select` keeps if given."""
+    cursor = 0
+    while True:
+        cursor, found = client.scan(cursor, match=pattern, count=count or SCAN_COUNT)
+        yield list(found) if select is None else select(found)
+        if not int(cursor):
+            return
+
+
 def scan(
-    client: Any, pattern: str, where: Callable[[Any], bool] | None = None, batch: int = BATCH
+    client: Any, pattern: str, select: Select | None = None, count: int | None = None
 ) -> Iterator[Any]:
-    """The keys SCAN finds for `pattern`, those `where` accepts if given."""
-    found = client.scan_iter(match=pattern, count=batch)
-    return found if where is None else filter(where, found)
+    """The keys SCAN finds for `pattern`, those `select` keeps if given."""
+    return chain.from_iterable(pages(client, pattern, select, count))
 
 
 def count_matching(
-    client: Any, pattern: str, where: Callable[[Any], bool] | None = None, batch: int = BATCH
+    client: Any, pattern: str, select: Select | None = None, count: int | None = None
 ) -> int:
-    return sum(1 for _ in scan(client, pattern, where, batch))
+    return sum(len(found) for found in pages(client, pattern, select, count))
 
 
 def unlink_matching(
@@ -115,15 +142,39 @@ def unlink_matching(
     pattern: str,
     batch: int = BATCH,
     progress: Progress | None = None,
-    where: Callable[[Any], bool] | None = None,
+    select: Select | None = None,
 ) -> int:
-    """SCAN for `pattern` and UNLINK what it finds (what `where` accepts, if given), `batch` keys
-    at a time, calling `progress` with the running total after each UNLINK; returns the count."""
+    """SCAN for `pattern` and UNLINK what it finds (what `select` keeps, if given), `batch` keys
+    at a time, calling `progress` with the running total after each UNLINK; returns the count.
+
+    Each UNLINK is sent from a thread of its own (on a connection of its own from the client's
+    pool) while this one reads and filters the next keys: Redis works on one batch while this
+    process works on the next, instead of each waiting for the other. One UNLINK at a time, in
+    order. If anything fails, the UNLINK under way is waited for, and counted if it went
+    through, before the error is raised, so the running total is always what is gone."""
     removed = 0
-    for keys in batched(scan(client, pattern, where, batch), batch):
-        removed += client.unlink(*keys)
-        if progress is not None:
-            progress(removed, None)
+    pending: Future[int] | None = None
+
+    def settle() -> None:
+        nonlocal removed, pending
+        if pending is not None:
+            done, pending = pending, None
+            removed += done.result()
+            if progress is not None:
+                progress(removed, None)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="release-unlink") as unlinker:
+        try:
+            for keys in batched(scan(client, pattern, select), batch):
+                settle()
+                pending = unlinker.submit(client.unlink, *keys)
+            settle()
+        except BaseException:
+            # The first error is the one to report; a second one here only means the UNLINK
+            # under way did not go through either.
+            with contextlib.suppress(Exception):
+                settle()
+            raise
     return removed
 
 
