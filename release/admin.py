@@ -6,12 +6,12 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
+from release import text
 from release.apply import preview_release
 from release.decision.history import history_alias
 from release.exceptions import ReleaseError
 from release.models import Logout
 from release.report import decision_lines
-from release.text import duration, one_line
 
 
 def next_release_lines() -> list[str]:
@@ -19,7 +19,7 @@ def next_release_lines() -> list[str]:
     try:
         return list(decision_lines(preview_release(count=False)))
     except ReleaseError as error:
-        return [f"The next release would fail: {one_line(error)}"]
+        return [f"The next release would fail: {text.one_line(error)}"]
 
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ class LogoutAdmin(LogoutAdminBase):
 
     @admin.display(description="Took", ordering="duration_seconds")
     def duration(self, record: Logout) -> str:
-        return duration(record.duration_seconds)
+        return text.duration(record.duration_seconds)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Logout]:
         # Where the commands write the history: a replica may not have the newest rows yet.

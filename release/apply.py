@@ -126,6 +126,7 @@ def _apply(
         with one_at_a_time(alias, triggered_by):
             # Timed from here: waiting for another command is not part of this one's work.
             watch.lap("lock")
+            started = watch.last
             plan = decide(
                 markers,
                 History.read(alias, markers),
@@ -152,7 +153,7 @@ def _apply(
                     conf.storage_engine(),
                     clearer.describe() if clearer is not None else "",
                     cleared,
-                    watch.since("lock"),
+                    time.monotonic() - started,
                 )
                 outcome = _record(alias, outcome, metadata, triggered_by)
             watch.lap("record")
@@ -237,16 +238,11 @@ class Stopwatch:
     def __init__(self) -> None:
         self.steps: dict[str, float] = {}
         self.last = time.monotonic()
-        self.ends: dict[str, float] = {}
 
     def lap(self, step: str) -> None:
         now = time.monotonic()
         self.steps[step] = now - self.last
-        self.ends[step] = self.last = now
-
-    def since(self, step: str) -> float:
-        """Seconds from the end of `step` until now."""
-        return time.monotonic() - self.ends[step]
+        self.last = now
 
 
 class Tally:

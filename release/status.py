@@ -25,14 +25,13 @@ class Status:
     problem: ReleaseError | None = None
 
     @classmethod
-    def collect(cls, limit: int, *, count: bool = True) -> Status:
-        """`limit` history entries; `count`: count the sessions the next release would remove
-        (a page view skips it: it must be quick)."""
+    def collect(cls, limit: int) -> Status:
+        """`limit` history entries, and the next release with the sessions it would remove."""
         alias = history_alias()
         installed = is_installed(alias)
         history = list(Logout.objects.using(alias).order_by("-epoch")[:limit]) if installed else []
         try:
-            outcome = preview_release(count=count)
+            outcome = preview_release()
         except ReleaseError as error:
             return cls(alias, installed, history, problem=error)
         return cls(alias, installed, history, next_release=outcome)

@@ -38,7 +38,6 @@ class Database:
     # Whether a lock can be held across the transactions of a command, so that a big clear can
     # commit in batches before the transaction that records it.
     has_session_lock = False
-    can_truncate = False
     # SQLSTATE codes, and the driver's error numbers where it has no SQLSTATE.
     lock_timeout_codes: frozenset[object] = frozenset()
     deadlock_codes: frozenset[object] = frozenset()
@@ -115,7 +114,6 @@ class Database:
 
 class PostgreSQL(Database):
     has_session_lock = True
-    can_truncate = True
     lock_timeout_codes = frozenset({"55P03"})  # lock_not_available
     deadlock_codes = frozenset({"40P01"})
     # pg_advisory_lock takes a bigint: the first 8 bytes of the name's hash.
@@ -181,7 +179,6 @@ class PostgreSQL(Database):
 
 class MariaDB(Database):
     has_session_lock = True
-    can_truncate = True
     lock_timeout_codes = frozenset({1205})  # lock wait timeout exceeded
     deadlock_codes = frozenset({1213})
 

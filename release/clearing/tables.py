@@ -114,17 +114,11 @@ class SessionTable:
         while passing:
             passing, last = False, ""
             while True:
-                keys: list[Any] = []
-                with (
-                    rules.explaining_refusals(self.alias, self.found, keys),
-                    transaction.atomic(using=self.alias),
-                ):
-                    keys.extend(self._lock_next_batch(last))
-                    if not keys:
-                        break
-                    count = self._remove_locked(keys, done)
-                    if self.found.acts:
-                        self.db.check_constraints_now()
+                # Savepoints in the final transaction, whose COMMIT comes later: foreign keys
+                # are checked at each batch, where a refusal can still be explained.
+                keys, count = self._remove_next_batch(last, done, check_now=True)
+                if not keys:
+                    break
                 removed += count
                 passing = passing or count > 0
                 last = keys[-1]
@@ -198,6 +192,24 @@ class SessionTable:
             "to TRUNCATE it"
         )
 
+    def _remove_next_batch(
+        self, last: Any, done: rules.Done, *, check_now: bool
+    ) -> tuple[list[Any], int]:
+        """In a transaction (or savepoint) of its own: the next batch of keys after `last`,
+        locked, and what refers to them, then them; the keys and how many rows went."""
+        keys: list[Any] = []
+        with (
+            rules.explaining_refusals(self.alias, self.found, keys),
+            transaction.atomic(using=self.alias),
+        ):
+            keys.extend(self._lock_next_batch(last))
+            if not keys:
+                return keys, 0
+            count = self._remove_locked(keys, done)
+            if check_now and self.found.acts:
+                self.db.check_constraints_now()
+        return keys, count
+
     def _lock_next_batch(self, last: Any) -> list[Any]:
         """The next batch of keys after `last`, locked, skipping rows another transaction
         holds."""
@@ -215,22 +227,16 @@ class SessionTable:
         done: rules.Done = Counter()
         deadlocks = 0
         while True:
-            keys: list[Any] = []
             batch: rules.Done = Counter()
             try:
-                with (
-                    rules.explaining_refusals(self.alias, self.found, keys),
-                    transaction.atomic(using=self.alias),
-                ):
-                    keys.extend(self._lock_next_batch(last))
-                    if not keys:
-                        break
-                    count = self._remove_locked(keys, batch)
+                keys, count = self._remove_next_batch(last, batch, check_now=False)
             except DatabaseError as error:
                 deadlocks += 1
                 if not self.db.is_deadlock(error) or deadlocks >= DEADLOCK_ATTEMPTS:
                     raise
                 continue
+            if not keys:
+                break
             deadlocks = 0
             removed += count
             done.update(batch)
