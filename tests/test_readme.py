@@ -9,6 +9,8 @@ from django.core.management import load_command_class
 from django.core.management.base import BaseCommand
 
 from release import conf
+from release.clearing import dependents as rules
+from release.clearing import tables
 from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text()
@@ -151,3 +153,16 @@ def test_the_layout_names_every_module_and_folder_of_the_app() -> None:
         and "templates" not in path.parts
     }
     assert listed == modules
+
+
+def test_big_tables_gives_the_clear_s_own_numbers() -> None:
+    text = " ".join(section("## Big tables and a busy site").split())
+    low, high = (round(s * 1000) for s in tables.FREE_PAUSE_S)
+    assert f"`LOCK TABLE ... NOWAIT`, which queues nobody), {low} to {high} ms apart" in text
+    # About a second of attempts that do not wait: their pauses, on average.
+    assert round(tables.FREE_ATTEMPTS * sum(tables.FREE_PAUSE_S) / 2) == 1
+    assert f"attempts that wait up to {tables.LOCK_TIMEOUT_MS} ms each (`lock_timeout`)" in text
+    low, high = (round(s * 1000) for s in tables.WAITING_PAUSE_S)
+    assert f"{low} to {high} ms apart, up to {tables.WAITING_ATTEMPTS} of them" in text
+    assert f"Above {tables.EXACT_COUNT_UP_TO:,} rows the summary gives PostgreSQL's" in text
+    assert f"batches of {rules.BATCH_ROWS:,} rows" in text

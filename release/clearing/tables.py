@@ -2,8 +2,10 @@
 
 - Where the database can (PostgreSQL, MariaDB): TRUNCATE, which swaps the table's files in a few
   milliseconds. It needs a lock that waits for every open transaction that read the table, and
-  while it waits it queues every new reader behind it, so each attempt gives up after
-  LOCK_TIMEOUT_MS and is retried. On MariaDB it commits by itself (it is DDL).
+  while it waits it queues every new reader behind it. So the first attempts do not wait at all
+  (NOWAIT) and queue nobody: a few milliseconds apart, one of them finds the table between two
+  requests. Where none does, the next attempts wait up to LOCK_TIMEOUT_MS each (PostgreSQL; a
+  MariaDB TRUNCATE waits whole seconds or not at all). On MariaDB it commits by itself (DDL).
 - When the table stays busy, or cannot be truncated, batches of rows by key order, each committed
   on its own, skipping rows another transaction has locked rather than waiting for them. Where
   foreign keys point at the table (`release.clearing.dependents`), batches from the start, each
@@ -29,16 +31,22 @@ from release.clearing.base import Cleared, Progress
 from release.text import counted, one_line
 from release.vendors import database
 
-# While a TRUNCATE waits for the table, every request that reads or saves a session waits behind
-# it: each attempt gives up after this long, so that no request waits much longer.
+# Attempts at TRUNCATE that do not wait for the table's lock, each a short random pause after the
+# last: requests hold the table for a statement, or for their transaction under ATOMIC_REQUESTS,
+# and an attempt that finds it between them takes it without making anybody wait. Each costs the
+# database a refused lock request. About a second of them.
+FREE_ATTEMPTS = 200
+FREE_PAUSE_S = (0.002, 0.006)
+# Then attempts that wait for the table (where the database can): while one waits, every request
+# that reads or saves a session waits behind it, so each gives up after this long...
 LOCK_TIMEOUT_MS = 25
-# Attempts at TRUNCATE, a short random pause apart: requests hold the table for a statement, or
-# for their transaction under ATOMIC_REQUESTS, so one of the first attempts finds it free once
-# the transactions open at that moment have ended; a long transaction keeps it busy through all
-# of them (about 5 s), and the rows go in batches instead.
-TRUNCATE_ATTEMPTS = 80
-TRUNCATE_PAUSE_S = (0.02, 0.08)
-# Above this many rows (by PostgreSQL's own estimate) the summary reports the estimate instead
+# ... and is tried again after a longer pause. A site whose requests overlap without a gap lets
+# one of them through once the transactions open at its start have ended; a long transaction
+# keeps the table busy through all of them (about 5 s more), and the rows go in batches instead.
+WAITING_ATTEMPTS = 80
+WAITING_PAUSE_S = (0.02, 0.08)
+TRUNCATE_ATTEMPTS = FREE_ATTEMPTS + WAITING_ATTEMPTS
+# Above this many rows (by the database's own estimate) the summary reports the estimate instead
 # of counting: an exact count of millions of rows costs more than the TRUNCATE.
 EXACT_COUNT_UP_TO = 200_000
 # A remaining row another transaction holds is waited for at most this long per attempt.
@@ -81,12 +89,12 @@ class SessionTable:
                 "each with what refers to it.",
                 first=True,
             )
-        problem = self._truncate()
+        problem, how = self._truncate()
         if problem is None:
             progress(total, total)
             rows = counted(total, "row")
-            how_many = f"about {rows}, PostgreSQL's estimate" if estimated else rows
-            return Cleared(total, (f"Emptied the table with TRUNCATE ({how_many}).",))
+            how_many = f"about {rows}, {self.db.name}'s estimate" if estimated else rows
+            return Cleared(total, (f"Emptied the table with {how} ({how_many}).",))
         return self._delete_in_batches(lambda removed: progress(removed, total)).noted(
             f"{problem}, so rows were deleted in batches of {rules.BATCH_ROWS:,}.", first=True
         )
@@ -172,25 +180,26 @@ class SessionTable:
 
     def _row_count(self) -> tuple[int, bool]:
         """How many rows the table has, and whether that is an estimate."""
-        estimate = self.db.estimated_rows(self.table)
+        estimate = self.db.estimated_rows(self.model._meta.db_table)
         if estimate is not None and estimate > EXACT_COUNT_UP_TO:
             return estimate, True
         return self.model._base_manager.using(self.alias).count(), False
 
-    def _truncate(self) -> str | None:
-        """TRUNCATE the table; None when done, else why it could not be."""
-        for _ in range(TRUNCATE_ATTEMPTS):
-            try:
-                self.db.truncate(self.table, LOCK_TIMEOUT_MS)
-                return None
-            except DatabaseError as error:
-                if not self.db.is_lock_timeout(error):
-                    return f"TRUNCATE was refused ({one_line(error)})"
-            time.sleep(random.uniform(*TRUNCATE_PAUSE_S))
+    def _truncate(self) -> tuple[str | None, str]:
+        """Empty the table at once: (None, how) when done, else (why it could not be, "")."""
+        with self.db.emptying(self.model._meta.db_table) as attempt:
+            for number in range(TRUNCATE_ATTEMPTS):
+                waiting = number >= FREE_ATTEMPTS
+                try:
+                    return None, attempt(LOCK_TIMEOUT_MS if waiting else None)
+                except DatabaseError as error:
+                    if not self.db.is_lock_timeout(error):
+                        return f"Emptying it at once was refused ({one_line(error)})", ""
+                time.sleep(random.uniform(*(WAITING_PAUSE_S if waiting else FREE_PAUSE_S)))
         return (
             f"Other transactions kept the table busy through {TRUNCATE_ATTEMPTS} attempts "
             "to TRUNCATE it"
-        )
+        ), ""
 
     def _remove_next_batch(
         self, last: Any, done: rules.Done, *, check_now: bool
