@@ -15,15 +15,17 @@ command's own account, which leaves out starting Python and Django (on a busy ma
 varies by tenths of a second): the release's history row (`duration_seconds`, from before it
 takes the release lock to the end of the clear), the timer around the ORM or django-redis call,
 and for the per-object loop its time per row on the sample times N. The end-to-end time, wall
-time less the least wall time of the same command with nothing to do, is reported beside it.
+time less the median wall time of the same command with nothing to do, run just before it beside
+the same live load, is reported beside it.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +97,6 @@ class Backend:
     workdir: Path
     marker: str = ""  # the FORCE_LOGOUT_ON_DEPLOY value applied last
     keys: Keys | None = None  # those the live site takes for its own; None: ask it again
-    startup: dict[str, float] = field(default_factory=dict)  # per method, nothing-to-do wall
 
     @property
     def engine_env(self) -> dict[str, str]:
@@ -168,24 +169,20 @@ def argv_env(
     return runner("delete-pattern"), backend.bench_env(BENCH_CACHE="django_redis"), 0.0
 
 
-def measure_startup(backend: Backend, options: Options, repeats: int = 3) -> None:
-    """The wall time of each method's command when it has nothing to remove: the part of
-    every measurement that is starting Python and Django, connecting and exiting (the least
-    of `repeats` runs)."""
-    for method in methods_of(backend.name, options):
-        if method.extrapolated:
-            continue
-        walls = []
-        for _ in range(repeats):
-            argv, env, timeout = argv_env(method, backend, options, noop=True)
-            if method in (OURS, OURS_LOGINS):
-                databases.wait_for_release_lock(backend.history)
-            result = proc.run(argv, env, timeout)
-            if not result.ok:
-                raise RuntimeError(f"{method.label} with nothing to do: {result.failure()}")
-            walls.append(result.seconds)
-        # The least: the noise of a busy machine only ever adds to it.
-        backend.startup[method.name] = min(walls)
+def startup_beside(method: Method, backend: Backend, options: Options) -> float:
+    """The wall time of `method`'s command when it has nothing to remove, run beside the same
+    live load as the measurement (on two cores, that load slows starting Python and Django by
+    tenths of a second): the median of `startup_repeats` runs."""
+    walls = []
+    for _ in range(options.startup_repeats):
+        argv, env, timeout = argv_env(method, backend, options, noop=True)
+        if method in (OURS, OURS_LOGINS):
+            databases.wait_for_release_lock(backend.history)
+        result = proc.run(argv, env, timeout)
+        if not result.ok:
+            raise RuntimeError(f"{method.label} with nothing to do: {result.failure()}")
+        walls.append(result.seconds)
+    return statistics.median(walls)
 
 
 @dataclass
@@ -298,8 +295,6 @@ def _measure(method: Method, backend: Backend, n: int, options: Options) -> Meas
     if not timeout:
         timeout = comparison_timeout(n)
     ours = method in (OURS, OURS_LOGINS)
-    if ours:
-        backend.marker = env["FORCE_LOGOUT_ON_DEPLOY"]
     with LiveSite(
         backend.bench_env(),
         n,
@@ -311,8 +306,12 @@ def _measure(method: Method, backend: Backend, n: int, options: Options) -> Meas
         atomic=backend.name in DB_BACKENDS,
     ) as live:
         time.sleep(options.settle)
+        startup = None if method.extrapolated else startup_beside(method, backend, options)
         lock_wait = databases.wait_for_release_lock(backend.history) if ours else 0.0
         result = proc.run(argv, env, timeout)
+        if ours and result.ok:
+            # The value it applied: the runs with nothing to do repeat it.
+            backend.marker = env["FORCE_LOGOUT_ON_DEPLOY"]
         if ours:
             backend.keys = None  # a logout: a new stamp for the sessions made after it
         time.sleep(options.settle)
@@ -320,7 +319,6 @@ def _measure(method: Method, backend: Backend, n: int, options: Options) -> Meas
     own, removed, steps = (
         (None, None, None) if not result.ok else _own_account(method, backend, result)
     )
-    startup = None if method.extrapolated else backend.startup.get(method.name)
     clear = end_to_end = None
     if result.ok and method.extrapolated:
         clear = (own or 0.0) / max(removed or 1, 1) * n

@@ -23,7 +23,6 @@ from benchmarks.methods import (
     Measurement,
     manage,
     measure,
-    measure_startup,
     methods_of,
     new_marker,
 )
@@ -113,9 +112,7 @@ def run_suite(options: Options) -> int:
         try:
             say(f"{name}: preparing")
             backend = prepare(name, workdir, postgres_ready)
-            measure_startup(backend, options, options.startup_repeats)
             prepared[name] = backend
-            say(f"{name}: startup of each command with nothing to do: {backend.startup}")
             for n in options.sizes:
                 for method in methods_of(name, options):
                     m = measure(method, backend, n, options)
