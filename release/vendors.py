@@ -5,9 +5,8 @@ errors mean a lock wait timed out or a deadlock.
 
 - PostgreSQL: an advisory lock for the whole command; `TRUNCATE` after `LOCK TABLE ... NOWAIT`,
   or under a short `lock_timeout`.
-- MariaDB: `GET_LOCK`; an empty copy of the table swapped in by `RENAME TABLE ... NOWAIT` (or
-  `TRUNCATE ... NOWAIT`), and `SET STATEMENT ... FOR`, which Oracle's MySQL lacks:
-  `unsupported()` says so, and the system check release.E006 with it.
+- MariaDB: `GET_LOCK`; `TRUNCATE ... NOWAIT` and `SET STATEMENT ... FOR`, which Oracle's MySQL
+  lacks: `unsupported()` says so, and the system check release.E006 with it.
 - SQLite and anything else: no session-level lock (the whole command is one transaction whose
   first write takes the database's write lock) and no TRUNCATE: one DELETE, which SQLite does
   quickly.
@@ -16,7 +15,7 @@ errors mean a lock wait timed out or a deadlock.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -89,18 +88,6 @@ class Database:
         """TRUNCATE `table`, giving up after `lock_timeout_ms` waiting for its lock, or at once
         where it is None: an attempt that does not wait queues nobody behind it."""
         raise NotImplementedError(f"{self.connection.vendor} has no TRUNCATE here")
-
-    @contextmanager
-    def emptying(self, name: str) -> Iterator[Callable[[int | None], str]]:
-        """Attempts at emptying table `name` at once: each call of what this gives tries once,
-        as `truncate()` does, and says how it emptied the table."""
-        table = self.quote(name)
-
-        def attempt(lock_timeout_ms: int | None) -> str:
-            self.truncate(table, lock_timeout_ms)
-            return "TRUNCATE"
-
-        yield attempt
 
     def wait_for_row_locks(self, cursor: Any, seconds: int) -> None:
         """How long each statement of the current transaction waits for a locked row."""
@@ -226,44 +213,6 @@ class MariaDB(Database):
         with self.connection.cursor() as cursor:
             cursor.execute(f"TRUNCATE TABLE {table} NOWAIT")
 
-    @contextmanager
-    def emptying(self, name: str) -> Iterator[Callable[[int | None], str]]:
-        """InnoDB's TRUNCATE deletes the old table's file while it holds the table: every
-        request that reads or saves a session waits as long (0.1 s for a million sessions, 0.6 s
-        for ten million). So, where nothing else is tied to the table by name, an empty copy
-        is made beside it and swapped in by one RENAME TABLE, which holds the table for
-        milliseconds; the old one is dropped after, with nobody waiting for it. A copy made by
-        `CREATE TABLE ... LIKE` has no foreign keys and no triggers: a table that has either, or
-        that other tables refer to, is truncated instead."""
-        if not self._swappable(name):
-            with super().emptying(name) as attempt:
-                yield attempt
-            return
-        table = self.quote(name)
-        empty, old = (self.quote(spare) for spare in self.spare_tables(name))
-        with self.connection.cursor() as cursor:
-            try:
-                # What a release stopped part-way left, or a copy made before a migration
-                # changed the table.
-                cursor.execute(f"DROP TABLE IF EXISTS {empty}, {old}")
-                cursor.execute(f"CREATE TABLE {empty} LIKE {table}")
-            except DatabaseError:
-                # A database user without the CREATE privilege: TRUNCATE needs only DROP.
-                with super().emptying(name) as attempt:
-                    yield attempt
-                return
-
-            def attempt(lock_timeout_ms: int | None) -> str:
-                # NOWAIT every attempt, as TRUNCATE: a RENAME's WAIT takes whole seconds.
-                cursor.execute(f"RENAME TABLE {table} NOWAIT TO {old}, {empty} TO {table}")
-                cursor.execute(f"DROP TABLE {old}")
-                return "an empty copy swapped in by RENAME TABLE, the old one dropped"
-
-            try:
-                yield attempt
-            finally:
-                cursor.execute(f"DROP TABLE IF EXISTS {empty}, {old}")
-
     def estimated_rows(self, name: str) -> int | None:
         # InnoDB's sampled estimate: counting a million rows takes about a second.
         with self.connection.cursor() as cursor:
@@ -274,38 +223,6 @@ class MariaDB(Database):
             )
             row = cursor.fetchone()
         return None if row is None or row[0] is None else int(row[0])
-
-    @staticmethod
-    def spare_tables(name: str) -> tuple[str, str]:
-        """The names of the empty copy of table `name` and of the old table once swapped out:
-        under MariaDB's 64 characters, the same for every release."""
-        digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-        return f"{name[:40]}_{digest}_empty", f"{name[:40]}_{digest}_old"
-
-    def _swappable(self, name: str) -> bool:
-        """Whether table `name` is a plain table that no foreign key and no trigger ties to."""
-        with self.connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT table_type FROM information_schema.tables "
-                "WHERE table_schema = DATABASE() AND table_name = %s",
-                [name],
-            )
-            if cursor.fetchone() != ("BASE TABLE",):
-                return False
-            cursor.execute(
-                "SELECT COUNT(*) FROM information_schema.referential_constraints "
-                "WHERE (constraint_schema = DATABASE() AND table_name = %s) "
-                "OR (unique_constraint_schema = DATABASE() AND referenced_table_name = %s)",
-                [name, name],
-            )
-            if cursor.fetchone() != (0,):
-                return False
-            cursor.execute(
-                "SELECT COUNT(*) FROM information_schema.triggers "
-                "WHERE event_object_schema = DATABASE() AND event_object_table = %s",
-                [name],
-            )
-            return bool(cursor.fetchone() == (0,))
 
     def wait_for_row_locks(self, cursor: Any, seconds: int) -> None:
         cursor.execute(f"SET SESSION innodb_lock_wait_timeout = {seconds}")

@@ -89,12 +89,12 @@ class SessionTable:
                 "each with what refers to it.",
                 first=True,
             )
-        problem, how = self._truncate()
+        problem = self._truncate()
         if problem is None:
             progress(total, total)
             rows = counted(total, "row")
             how_many = f"about {rows}, {self.db.name}'s estimate" if estimated else rows
-            return Cleared(total, (f"Emptied the table with {how} ({how_many}).",))
+            return Cleared(total, (f"Emptied the table with TRUNCATE ({how_many}).",))
         return self._delete_in_batches(lambda removed: progress(removed, total)).noted(
             f"{problem}, so rows were deleted in batches of {rules.BATCH_ROWS:,}.", first=True
         )
@@ -185,21 +185,21 @@ class SessionTable:
             return estimate, True
         return self.model._base_manager.using(self.alias).count(), False
 
-    def _truncate(self) -> tuple[str | None, str]:
-        """Empty the table at once: (None, how) when done, else (why it could not be, "")."""
-        with self.db.emptying(self.model._meta.db_table) as attempt:
-            for number in range(TRUNCATE_ATTEMPTS):
-                waiting = number >= FREE_ATTEMPTS
-                try:
-                    return None, attempt(LOCK_TIMEOUT_MS if waiting else None)
-                except DatabaseError as error:
-                    if not self.db.is_lock_timeout(error):
-                        return f"Emptying it at once was refused ({one_line(error)})", ""
-                time.sleep(random.uniform(*(WAITING_PAUSE_S if waiting else FREE_PAUSE_S)))
+    def _truncate(self) -> str | None:
+        """TRUNCATE the table; None when done, else why it could not be."""
+        for attempt in range(TRUNCATE_ATTEMPTS):
+            waiting = attempt >= FREE_ATTEMPTS
+            try:
+                self.db.truncate(self.table, LOCK_TIMEOUT_MS if waiting else None)
+                return None
+            except DatabaseError as error:
+                if not self.db.is_lock_timeout(error):
+                    return f"TRUNCATE was refused ({one_line(error)})"
+            time.sleep(random.uniform(*(WAITING_PAUSE_S if waiting else FREE_PAUSE_S)))
         return (
             f"Other transactions kept the table busy through {TRUNCATE_ATTEMPTS} attempts "
             "to TRUNCATE it"
-        ), ""
+        )
 
     def _remove_next_batch(
         self, last: Any, done: rules.Done, *, check_now: bool
