@@ -112,29 +112,23 @@ def session_keys(cache: BaseCache, prefix: str) -> SessionKeys | None:
     return SessionKeys(before, after)
 
 
-def pages(
-    client: Any, pattern: str, select: Select | None = None, count: int | None = None
-) -> Iterator[list[Any]]:
+def pages(client: Any, pattern: str, select: Select | None = None) -> Iterator[list[Any]]:
     """The keys each SCAN step finds for `pattern`, those `select` keeps if given."""
     cursor = 0
     while True:
-        cursor, found = client.scan(cursor, match=pattern, count=count or SCAN_COUNT)
+        cursor, found = client.scan(cursor, match=pattern, count=SCAN_COUNT)
         yield list(found) if select is None else select(found)
         if not int(cursor):
             return
 
 
-def scan(
-    client: Any, pattern: str, select: Select | None = None, count: int | None = None
-) -> Iterator[Any]:
+def scan(client: Any, pattern: str, select: Select | None = None) -> Iterator[Any]:
     """The keys SCAN finds for `pattern`, those `select` keeps if given."""
-    return chain.from_iterable(pages(client, pattern, select, count))
+    return chain.from_iterable(pages(client, pattern, select))
 
 
-def count_matching(
-    client: Any, pattern: str, select: Select | None = None, count: int | None = None
-) -> int:
-    return sum(len(found) for found in pages(client, pattern, select, count))
+def count_matching(client: Any, pattern: str, select: Select | None = None) -> int:
+    return sum(len(found) for found in pages(client, pattern, select))
 
 
 def unlink_matching(
