@@ -4,7 +4,7 @@ table is emptied and how long a statement may wait for a lock, how rows are esti
 errors mean a lock wait timed out or a deadlock.
 
 - PostgreSQL: an advisory lock for the whole command; `TRUNCATE` after `LOCK TABLE ... NOWAIT`,
-  or under a short `lock_timeout`.
+  or under a short `lock_timeout`, in PL/pgSQL that catches a refused lock.
 - MariaDB: `GET_LOCK`; `TRUNCATE ... NOWAIT` and `SET STATEMENT ... FOR`, which Oracle's MySQL
   lacks: `unsupported()` says so, and the system check release.E006 with it.
 - SQLite and anything else: no session-level lock (the whole command is one transaction whose
@@ -84,9 +84,10 @@ class Database:
     def is_deadlock(self, error: DatabaseError) -> bool:
         return any(code in self.deadlock_codes for code in _error_code(error))
 
-    def truncate(self, table: str, lock_timeout_ms: int | None) -> None:
+    def truncate(self, table: str, lock_timeout_ms: int | None) -> bool:
         """TRUNCATE `table`, giving up after `lock_timeout_ms` waiting for its lock, or at once
-        where it is None: an attempt that does not wait queues nobody behind it."""
+        where it is None: an attempt that does not wait queues nobody behind it. Whether it was
+        emptied; any other error is raised."""
         raise NotImplementedError(f"{self.connection.vendor} has no TRUNCATE here")
 
     def wait_for_row_locks(self, cursor: Any, seconds: int) -> None:
@@ -123,6 +124,8 @@ class PostgreSQL(Database):
     deadlock_codes = frozenset({"40P01"})
     # pg_advisory_lock takes a bigint: the first 8 bytes of the name's hash.
     LOCK_KEY = int.from_bytes(hashlib.sha256(LOCK_NAME.encode()).digest()[:8], "big", signed=True)
+    # Set for the transaction when its TRUNCATE went through.
+    TRUNCATED = "django_release.truncated"
 
     @contextmanager
     def session_lock(self, wait: float) -> Iterator[None]:
@@ -137,13 +140,22 @@ class PostgreSQL(Database):
         with self._holding("SELECT pg_advisory_unlock(%s)", self.LOCK_KEY):
             yield
 
-    def truncate(self, table: str, lock_timeout_ms: int | None) -> None:
+    def truncate(self, table: str, lock_timeout_ms: int | None) -> bool:
+        # The lock is asked for inside PL/pgSQL, which catches its refusal: an error that reached
+        # the client would be an ERROR line in the server's log (on Heroku, the app's log
+        # stream) for each of up to TRUNCATE_ATTEMPTS attempts.
+        wait = "NOWAIT" if lock_timeout_ms is None else ""
         with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
-            if lock_timeout_ms is None:
-                cursor.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE NOWAIT")
-            else:
+            if lock_timeout_ms is not None:
                 cursor.execute(f"SET LOCAL lock_timeout = '{lock_timeout_ms}ms'")
-            cursor.execute(f"TRUNCATE {table}")
+            cursor.execute(
+                f"DO $release$ BEGIN LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE {wait}; "
+                f"TRUNCATE {table}; PERFORM set_config('{self.TRUNCATED}', 'yes', true); "
+                "EXCEPTION WHEN lock_not_available THEN NULL; END $release$"
+            )
+            cursor.execute("SELECT current_setting(%s, true)", [self.TRUNCATED])
+            row = cursor.fetchone()
+        return row is not None and row[0] == "yes"
 
     def wait_for_row_locks(self, cursor: Any, seconds: int) -> None:
         cursor.execute(f"SET LOCAL lock_timeout = '{seconds}s'")
@@ -207,11 +219,18 @@ class MariaDB(Database):
         with self._holding("SELECT RELEASE_LOCK(%s)", name):
             yield
 
-    def truncate(self, table: str, lock_timeout_ms: int | None) -> None:
+    def truncate(self, table: str, lock_timeout_ms: int | None) -> bool:
         # DDL: it commits by itself. NOWAIT gives up at once where the table is in use: every
-        # attempt, since a TRUNCATE's WAIT takes whole seconds (WAIT 0.025 is WAIT 0).
+        # attempt, since a TRUNCATE's WAIT takes whole seconds (WAIT 0.025 is WAIT 0). MariaDB
+        # logs no statement's error unless asked to.
         with self.connection.cursor() as cursor:
-            cursor.execute(f"TRUNCATE TABLE {table} NOWAIT")
+            try:
+                cursor.execute(f"TRUNCATE TABLE {table} NOWAIT")
+            except DatabaseError as error:
+                if self.is_lock_timeout(error):
+                    return False
+                raise
+        return True
 
     def estimated_rows(self, name: str) -> int | None:
         # InnoDB's sampled estimate: counting a million rows takes about a second.

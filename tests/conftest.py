@@ -73,6 +73,15 @@ def vendor(alias: str = "default") -> str:
     return connections[alias].vendor
 
 
+def only_with_session_lock(reason: str) -> pytest.MarkDecorator:
+    """Skipped but on PostgreSQL and MariaDB, whose release holds a lock across transactions. By
+    vendor, which needs no connection (the release refuses Oracle's MySQL anyway)."""
+    return pytest.mark.skipif(
+        "__import__('django.db').db.connections['default'].vendor not in ('postgresql', 'mysql')",
+        reason=reason,
+    )
+
+
 def database_url(alias: str = "default") -> str:
     """A DATABASE_URL for a child process that points at the test database `alias`."""
     conn = connections[alias].settings_dict

@@ -18,7 +18,14 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from release import locking, vendors
 from release.exceptions import ReleaseError
 from release.models import Logout
-from tests.conftest import ROOT, child_env, make_sessions, release, run_manage
+from tests.conftest import (
+    ROOT,
+    child_env,
+    make_sessions,
+    only_with_session_lock,
+    release,
+    run_manage,
+)
 from tests.procfile import procfile
 
 pytestmark = pytest.mark.subprocess
@@ -180,9 +187,8 @@ def on_dyno(name: str, **env: str) -> dict[str, str]:
     return child_env(DYNO=name, CI="true", **env)
 
 
-needs_session_lock = pytest.mark.skipif(
-    "not __import__('release.locking').locking.has_session_lock('default')",
-    reason="commands waiting for each other are tested on PostgreSQL and MariaDB",
+needs_session_lock = only_with_session_lock(
+    "commands waiting for each other are tested on PostgreSQL and MariaDB"
 )
 
 

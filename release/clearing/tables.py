@@ -190,11 +190,10 @@ class SessionTable:
         for attempt in range(TRUNCATE_ATTEMPTS):
             waiting = attempt >= FREE_ATTEMPTS
             try:
-                self.db.truncate(self.table, LOCK_TIMEOUT_MS if waiting else None)
-                return None
+                if self.db.truncate(self.table, LOCK_TIMEOUT_MS if waiting else None):
+                    return None
             except DatabaseError as error:
-                if not self.db.is_lock_timeout(error):
-                    return f"TRUNCATE was refused ({one_line(error)})"
+                return f"TRUNCATE was refused ({one_line(error)})"
             time.sleep(random.uniform(*(WAITING_PAUSE_S if waiting else FREE_PAUSE_S)))
         return (
             f"Other transactions kept the table busy through {TRUNCATE_ATTEMPTS} attempts "
