@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from importlib import import_module
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.contrib.sessions.backends.base import VALID_KEY_CHARS
@@ -27,7 +28,7 @@ from django.utils.crypto import get_random_string
 from pytest_django.fixtures import Settings
 
 from release import guard
-from release.clearing import clearer_for
+from release.clearing import Cleared, clearer_for
 from release.clearing import keys as cache_keys
 from release.clearing.cache import CacheSessions
 from release.clearing.file import FileSessions
@@ -232,9 +233,10 @@ class RawKeys:
 @pytest.fixture
 def redis_alias(request: pytest.FixtureRequest, settings: Settings) -> Iterator[str]:
     """A Redis cache alias with a KEY_PREFIX (with glob and regex characters, which must be
-    matched literally) and VERSION of this test's own; every key it made is gone afterwards."""
+    matched literally, and a letter of two bytes) and VERSION of this test's own; every key it
+    made is gone afterwards."""
     alias = request.param
-    prefix = f"o{uuid.uuid4().hex[:8]}[*].+"
+    prefix = f"o{uuid.uuid4().hex[:8]}[*].+é"
     settings.CACHES = {
         **settings.CACHES,
         alias: {**settings.CACHES[alias], "KEY_PREFIX": prefix, "VERSION": VERSION},
@@ -288,6 +290,9 @@ def seed_redis_look_alikes(cache: BaseCache, engine: str, raw: RawKeys) -> None:
         prefix + random_key(DJANGO_LENGTH).upper(),
         prefix + random_key(DJANGO_LENGTH - 1) + "_",
         prefix + random_key(DJANGO_LENGTH) + ":x",
+        # The guard's length, but not all of it key characters.
+        prefix + random_key(DJANGO_LENGTH) + "-" * (GUARD_LENGTH - DJANGO_LENGTH),
+        prefix + random_key(GUARD_LENGTH - 1) + "A",
         prefix + "*" * DJANGO_LENGTH,
         prefix[:-1] + random_key(),
         "x" + prefix + random_key(),
@@ -366,13 +371,13 @@ def test_redis_logout_removes_only_the_engines_session_keys(
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("redis_alias", REDIS_ALIASES, indirect=True)
-def test_redis_progress_after_each_unlink_batch(
+def test_redis_progress_after_each_step(
     redis_alias: str, raw_keys: RawKeys, settings: Settings, installed: None
 ) -> None:
     settings.RELEASE_SESSION_ENGINE = CACHE
     cache = caches[redis_alias]
     prefix = PREFIXES[CACHE]
-    count = 2 * cache_keys.BATCH + 2_000
+    count = 2 * cache_keys.SCRIPT_SCAN_COUNT + 2_000
     cache.set_many(
         {prefix + random_key(GUARD_LENGTH if i % 2 else DJANGO_LENGTH): {} for i in range(count)}
     )
@@ -385,19 +390,85 @@ def test_redis_progress_after_each_unlink_batch(
 
     cleared = store.clear(lambda removed, total: calls.append((removed, total)))
 
-    assert cleared.removed == count
-    assert calls == [(cache_keys.BATCH, None), (2 * cache_keys.BATCH, None), (count, None)]
+    assert cleared == Cleared(count)
+    removed = [removed for removed, _ in calls]
+    assert len(calls) > 2, "a report after each step, not one at the end"
+    assert removed == sorted(removed)
+    assert calls[-1] == (count, None)
     assert store.count() == 0
     assert cache.get(prefix + "_stats0") == 0
+
+
+@pytest.fixture
+def without_scripting(redis_alias: str, settings: Settings) -> Iterator[str]:
+    """The alias's cache as a Redis user whose ACL leaves out @scripting, as some hosts' do."""
+    admin = cache_keys.redis_client(caches[redis_alias])
+    user = f"release-noscript-{uuid.uuid4().hex[:8]}"
+    admin.acl_setuser(
+        user,
+        enabled=True,
+        nopass=True,
+        keys=["*"],
+        channels=["*"],
+        categories=["+@all", "-@scripting"],
+    )
+    location = urlsplit(settings.CACHES[redis_alias]["LOCATION"])
+    as_user = location._replace(netloc=f"{user}:any@{location.hostname}:{location.port}")
+    settings.CACHES = {
+        **settings.CACHES,
+        redis_alias: {**settings.CACHES[redis_alias], "LOCATION": urlunsplit(as_user)},
+    }
+    yield redis_alias
+    admin.acl_deluser(user)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("redis_alias", REDIS_ALIASES, indirect=True)
+def test_redis_without_scripting_removes_the_same_keys_and_says_so(
+    redis_alias: str,
+    without_scripting: str,
+    raw_keys: RawKeys,
+    settings: Settings,
+    installed: None,
+) -> None:
+    settings.RELEASE_SESSION_ENGINE = CACHE
+    cache = caches[redis_alias]
+    prefix = PREFIXES[CACHE]
+    count = cache_keys.BATCH + 10
+    cache.set_many(
+        {prefix + random_key(GUARD_LENGTH if i % 2 else DJANGO_LENGTH): {} for i in range(count)}
+    )
+    seed_redis_look_alikes(cache, CACHE, raw_keys)
+    before = redis_snapshot(raw_keys.client)
+    store = clearer_for()
+    assert isinstance(store, CacheSessions)
+    calls: list[tuple[int, int | None]] = []
+
+    cleared = store.clear(lambda removed, total: calls.append((removed, total)))
+
+    assert cleared.removed == count
+    (note,) = cleared.notes
+    assert note.startswith("Redis refused the script that removes keys where they are (")
+    assert "so they went by SCAN and UNLINK from here, which is slower." in note
+    assert calls == [(cache_keys.BATCH, None), (count, None)]
+    after = redis_snapshot(raw_keys.client)
+    assert len(before) - len(after) == count
+    assert all(after[key] == before[key] for key in after)
+    assert store.count() == 0
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("redis_alias", REDIS_ALIASES, indirect=True)
 def test_redis_scan_fails_while_an_unlink_is_under_way(
-    redis_alias: str, settings: Settings, installed: None, monkeypatch: pytest.MonkeyPatch
+    redis_alias: str,
+    without_scripting: str,
+    settings: Settings,
+    installed: None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The UNLINK of one batch goes on while the next keys are read: when reading fails, the
-    UNLINK already sent is waited for and counted before the error is raised."""
+    """Without scripting, the UNLINK of one batch goes on while the next keys are read: when
+    reading fails, the UNLINK already sent is waited for and counted before the error is
+    raised."""
     import redis
 
     settings.RELEASE_SESSION_ENGINE = CACHE
@@ -443,7 +514,7 @@ def test_redis_scan_fails_while_an_unlink_is_under_way(
 
 def suffixed_key(key: str, key_prefix: str, version: int) -> str:
     """A KEY_FUNCTION that puts text after the key as well as before it."""
-    return f"{key_prefix}|v{version}|{key}|end"
+    return f"{key_prefix}|v{version}|{key}|énd"
 
 
 def mangled_key(key: str, key_prefix: str, version: int) -> str:
@@ -472,18 +543,18 @@ def test_redis_key_function_with_text_after_the_key(
     client = cache_keys.redis_client(cache)
     sessions = saved_sessions(CACHE, 2, monkeypatch)
     session_keys = {made_key(cache, PREFIXES[CACHE] + key) for key in sessions}
-    assert all(key.endswith(b"|end") for key in session_keys)
+    assert all(key.endswith("|énd".encode()) for key in session_keys)
     seed_redis_look_alikes(cache, CACHE, raw_keys)
     for key in session_keys:
         raw_keys.set(key.decode() + "x")
-        raw_keys.set(key.decode().removesuffix("|end"))
+        raw_keys.set(key.decode().removesuffix("|énd"))
     before = redis_snapshot(client)
     settings.FORCE_LOGOUT_VERSION = 2
 
     output = release()
 
     assert done_line(4) in output
-    assert "<session key>|end'" in output
+    assert "<session key>|énd'" in output
     after = redis_snapshot(client)
     assert before.keys() - after.keys() == session_keys
     untouched = {key: value for key, value in before.items() if key not in session_keys}

@@ -44,5 +44,6 @@ class CachedDatabaseSessions(DatabaseSessions):
         cleared = super().clear(progress)
         copies = self.copies.clear(no_progress)
         return cleared.noted(
-            f"Removed {counted(copies.removed or 0, 'cached copy', 'cached copies')}."
+            f"Removed {counted(copies.removed or 0, 'cached copy', 'cached copies')}.",
+            *copies.notes,
         )
