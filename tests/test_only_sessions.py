@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from importlib import import_module
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.contrib.sessions.backends.base import VALID_KEY_CHARS
@@ -28,7 +27,7 @@ from django.utils.crypto import get_random_string
 from pytest_django.fixtures import Settings
 
 from release import guard
-from release.clearing import Cleared, clearer_for
+from release.clearing import clearer_for
 from release.clearing import keys as cache_keys
 from release.clearing.cache import CacheSessions
 from release.clearing.file import FileSessions
@@ -371,13 +370,13 @@ def test_redis_logout_removes_only_the_engines_session_keys(
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("redis_alias", REDIS_ALIASES, indirect=True)
-def test_redis_progress_after_each_step(
+def test_redis_progress_after_each_unlink_batch(
     redis_alias: str, raw_keys: RawKeys, settings: Settings, installed: None
 ) -> None:
     settings.RELEASE_SESSION_ENGINE = CACHE
     cache = caches[redis_alias]
     prefix = PREFIXES[CACHE]
-    count = 2 * cache_keys.SCRIPT_SCAN_COUNT + 2_000
+    count = 2 * cache_keys.BATCH + 2_000
     cache.set_many(
         {prefix + random_key(GUARD_LENGTH if i % 2 else DJANGO_LENGTH): {} for i in range(count)}
     )
@@ -390,85 +389,19 @@ def test_redis_progress_after_each_step(
 
     cleared = store.clear(lambda removed, total: calls.append((removed, total)))
 
-    assert cleared == Cleared(count)
-    removed = [removed for removed, _ in calls]
-    assert len(calls) > 2, "a report after each step, not one at the end"
-    assert removed == sorted(removed)
-    assert calls[-1] == (count, None)
+    assert cleared.removed == count
+    assert calls == [(cache_keys.BATCH, None), (2 * cache_keys.BATCH, None), (count, None)]
     assert store.count() == 0
     assert cache.get(prefix + "_stats0") == 0
-
-
-@pytest.fixture
-def without_scripting(redis_alias: str, settings: Settings) -> Iterator[str]:
-    """The alias's cache as a Redis user whose ACL leaves out @scripting, as some hosts' do."""
-    admin = cache_keys.redis_client(caches[redis_alias])
-    user = f"release-noscript-{uuid.uuid4().hex[:8]}"
-    admin.acl_setuser(
-        user,
-        enabled=True,
-        nopass=True,
-        keys=["*"],
-        channels=["*"],
-        categories=["+@all", "-@scripting"],
-    )
-    location = urlsplit(settings.CACHES[redis_alias]["LOCATION"])
-    as_user = location._replace(netloc=f"{user}:any@{location.hostname}:{location.port}")
-    settings.CACHES = {
-        **settings.CACHES,
-        redis_alias: {**settings.CACHES[redis_alias], "LOCATION": urlunsplit(as_user)},
-    }
-    yield redis_alias
-    admin.acl_deluser(user)
-
-
-@pytest.mark.django_db
-@pytest.mark.parametrize("redis_alias", REDIS_ALIASES, indirect=True)
-def test_redis_without_scripting_removes_the_same_keys_and_says_so(
-    redis_alias: str,
-    without_scripting: str,
-    raw_keys: RawKeys,
-    settings: Settings,
-    installed: None,
-) -> None:
-    settings.RELEASE_SESSION_ENGINE = CACHE
-    cache = caches[redis_alias]
-    prefix = PREFIXES[CACHE]
-    count = cache_keys.BATCH + 10
-    cache.set_many(
-        {prefix + random_key(GUARD_LENGTH if i % 2 else DJANGO_LENGTH): {} for i in range(count)}
-    )
-    seed_redis_look_alikes(cache, CACHE, raw_keys)
-    before = redis_snapshot(raw_keys.client)
-    store = clearer_for()
-    assert isinstance(store, CacheSessions)
-    calls: list[tuple[int, int | None]] = []
-
-    cleared = store.clear(lambda removed, total: calls.append((removed, total)))
-
-    assert cleared.removed == count
-    (note,) = cleared.notes
-    assert note.startswith("Redis refused the script that removes keys where they are (")
-    assert "so they went by SCAN and UNLINK from here, which is slower." in note
-    assert calls == [(cache_keys.BATCH, None), (count, None)]
-    after = redis_snapshot(raw_keys.client)
-    assert len(before) - len(after) == count
-    assert all(after[key] == before[key] for key in after)
-    assert store.count() == 0
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("redis_alias", REDIS_ALIASES, indirect=True)
 def test_redis_scan_fails_while_an_unlink_is_under_way(
-    redis_alias: str,
-    without_scripting: str,
-    settings: Settings,
-    installed: None,
-    monkeypatch: pytest.MonkeyPatch,
+    redis_alias: str, settings: Settings, installed: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Without scripting, the UNLINK of one batch goes on while the next keys are read: when
-    reading fails, the UNLINK already sent is waited for and counted before the error is
-    raised."""
+    """The UNLINK of one batch goes on while the next keys are read: when reading fails, the
+    UNLINK already sent is waited for and counted before the error is raised."""
     import redis
 
     settings.RELEASE_SESSION_ENGINE = CACHE

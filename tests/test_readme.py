@@ -10,7 +10,6 @@ from django.core.management.base import BaseCommand
 
 from release import conf
 from release.clearing import dependents as rules
-from release.clearing import keys
 from release.clearing import tables
 from tests.conftest import ROOT
 
@@ -167,11 +166,3 @@ def test_big_tables_gives_the_clear_s_own_numbers() -> None:
     assert f"{low} to {high} ms apart, up to {tables.WAITING_ATTEMPTS} of them" in text
     assert f"Above {tables.EXACT_COUNT_UP_TO:,} rows the summary gives PostgreSQL's" in text
     assert f"batches of {rules.BATCH_ROWS:,} rows" in text
-
-
-def test_the_redis_clear_gives_the_code_s_own_numbers() -> None:
-    text = " ".join(README.split())
-    assert f"one `SCAN` step of {keys.SCRIPT_SCAN_COUNT:,} keys and the `UNLINK`" in text
-    assert f"checks the prefix, {keys.DJANGO_KEY_LENGTH} key characters and the suffix" in text
-    assert f"the guard's {keys.KEY_LENGTH - keys.DJANGO_KEY_LENGTH} more characters" in text
-    assert f"`SCAN` and `UNLINK` in batches of {keys.BATCH:,} from the release" in text

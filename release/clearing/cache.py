@@ -9,11 +9,10 @@ from release.clearing.base import GUARD_NOTE, NOTHING, Cleared, Progress
 
 
 class CacheSessions:
-    """On Redis (Django's RedisCache or django-redis), SCAN and UNLINK inside Redis, a step at a
-    time, of exactly the keys the engine makes for a session key
-    (`release.clearing.keys.SessionKeys`), leaving every other key: other prefixes, versions and
-    engines, and keys that merely start like a session's. Other caches cannot be listed; the
-    guard refuses what stays in them.
+    """On Redis (Django's RedisCache or django-redis), SCAN and UNLINK in batches of exactly the
+    keys the engine makes for a session key (`release.clearing.keys.SessionKeys`), leaving every
+    other key: other prefixes, versions and engines, and keys that merely start like a session's.
+    Other caches cannot be listed; the guard refuses what stays in them.
     """
 
     database_alias: str | None = None
@@ -66,5 +65,8 @@ class CacheSessions:
                 ),
             )
         client = session_keys.redis_client(self.cache)
-        removed, note = session_keys.unlink_sessions(client, keys, progress)
-        return Cleared(removed, () if note is None else (note,))
+        return Cleared(
+            session_keys.unlink_matching(
+                client, keys.pattern, progress=progress, select=keys.select
+            )
+        )

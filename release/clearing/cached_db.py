@@ -44,6 +44,5 @@ class CachedDatabaseSessions(DatabaseSessions):
         cleared = super().clear(progress)
         copies = self.copies.clear(no_progress)
         return cleared.noted(
-            f"Removed {counted(copies.removed or 0, 'cached copy', 'cached copies')}.",
-            *copies.notes,
+            f"Removed {counted(copies.removed or 0, 'cached copy', 'cached copies')}."
         )

@@ -22,9 +22,6 @@ BATCH = 5000
 # The COUNT of each SCAN step: a bound on how long each one blocks Redis, whose cost per key is
 # much the same whatever the COUNT.
 SCAN_COUNT = BATCH
-# The COUNT of each step of UNLINK_SCRIPT, which UNLINKs in the same call: about 15 ms of Redis
-# for both on two slow cores, as long as one step of SCAN_COUNT alone.
-SCRIPT_SCAN_COUNT = 2000
 
 # Django's own session keys: get_random_string(32, VALID_KEY_CHARS) in SessionBase; the guard
 # makes keys of KEY_LENGTH characters from the same characters (KEY_CHARS).
@@ -38,35 +35,6 @@ SESSION_KEY_REGEX = "(?:{})".format(
 )
 
 _PROBE = "\x00release-probe\x00"
-
-# A character of a session key, as a Redis MATCH pattern and as a Lua pattern: the same text for
-# KEY_CHARS, ASCII letters and digits, which neither escapes.
-KEY_CHAR_CLASS = f"[{KEY_CHARS}]"
-
-# One SCAN step and the UNLINK of the session keys it found, inside Redis: no key crosses the
-# network, and Redis is busy for one step at a time. MATCH (ARGV[2]) has already checked the
-# prefix, DJANGO_KEY_LENGTH key characters and the suffix; what is left is the length (ARGV[4],
-# ARGV[5], in bytes) and, for the guard's longer keys, that the extra characters are key
-# characters too (ARGV[6] from byte ARGV[7]). Redis before 5 replicates a script by its text
-# unless told to replicate its effects, and refuses writes after SCAN without that.
-UNLINK_SCRIPT = """
-if redis.replicate_commands then redis.replicate_commands() end
-local reply = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
-local exact, longer = tonumber(ARGV[4]), tonumber(ARGV[5])
-local extra, extra_at = ARGV[6], tonumber(ARGV[7])
-local doomed, n = {}, 0
-for _, name in ipairs(reply[2]) do
-  local length = #name
-  if length == exact or (length == longer and string.find(name, extra, extra_at)) then
-    n = n + 1
-    doomed[n] = name
-  end
-end
-for first = 1, n, 1000 do
-  redis.call('UNLINK', unpack(doomed, first, math.min(first + 999, n)))
-end
-return {reply[1], n}
-"""
 
 # Picks the names to keep from one SCAN reply (a list of bytes, or of text).
 Select = Callable[[list[Any]], list[Any]]
@@ -89,23 +57,6 @@ class SessionKeys:
     def pattern(self) -> str:
         """A Redis MATCH pattern for every such name (and some others: filter with matches())."""
         return f"{glob_escape(self.before)}*{glob_escape(self.after)}"
-
-    def script_args(self) -> list[Any]:
-        """UNLINK_SCRIPT's arguments after the cursor: these names exactly."""
-        before, after = len(self.before.encode()), len(self.after.encode())
-        extra = KEY_LENGTH - DJANGO_KEY_LENGTH
-        match = (
-            f"{glob_escape(self.before)}{KEY_CHAR_CLASS * DJANGO_KEY_LENGTH}*"
-            f"{glob_escape(self.after)}"
-        )
-        return [
-            match,
-            SCRIPT_SCAN_COUNT,
-            before + DJANGO_KEY_LENGTH + after,
-            before + KEY_LENGTH + after,
-            "^" + KEY_CHAR_CLASS * extra,
-            before + DJANGO_KEY_LENGTH + 1,
-        ]
 
     @property
     def shape(self) -> str:
@@ -219,40 +170,6 @@ def unlink_matching(
                 settle()
             raise
     return removed
-
-
-def unlink_sessions(
-    client: Any, keys: SessionKeys, progress: Progress | None = None
-) -> tuple[int, str | None]:
-    """UNLINK every name of `keys` by UNLINK_SCRIPT, one SCAN step per call, calling `progress`
-    with the running total after each; the count, and a note when Redis refused the script (a
-    server or proxy without scripting, an ACL without @scripting) and the keys went by
-    `unlink_matching()` instead. Each call is whole or nothing, so the running total is always
-    what is gone."""
-    from redis.exceptions import ResponseError
-
-    script = client.register_script(UNLINK_SCRIPT)
-    args = keys.script_args()
-    cursor: Any = 0
-    removed = 0
-    first = True
-    while True:
-        try:
-            cursor, found = script(args=[cursor, *args])
-        except ResponseError as error:
-            if not first:
-                raise
-            removed = unlink_matching(client, keys.pattern, progress=progress, select=keys.select)
-            return removed, (
-                f"Redis refused the script that removes keys where they are ({error}), so they "
-                "went by SCAN and UNLINK from here, which is slower."
-            )
-        first = False
-        removed += int(found)
-        if progress is not None:
-            progress(removed, None)
-        if not int(cursor):
-            return removed, None
 
 
 def delete_keys(cache: BaseCache, keys: Iterable[str], batch: int = BATCH) -> int:
