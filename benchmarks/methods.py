@@ -213,6 +213,9 @@ class Measurement:
     lock_wait_seconds: float = 0.0  # waiting beforehand for another database's release lock
     # The release's own account of each step (`release --json`'s `steps`), in seconds.
     steps: dict[str, float] | None = None
+    # Redis: the seconds Redis itself spent in each command while the command ran, the live
+    # site's included in "all".
+    redis_seconds: dict[str, float] | None = None
     output: str = ""  # the end of what the command printed
     error: str | None = None
 
@@ -308,7 +311,12 @@ def _measure(method: Method, backend: Backend, n: int, options: Options) -> Meas
         time.sleep(options.settle)
         startup = None if method.extrapolated else startup_beside(method, backend, options)
         lock_wait = databases.wait_for_release_lock(backend.history) if ours else 0.0
+        redis_before = databases.redis_command_seconds() if backend.name == "redis" else None
         result = proc.run(argv, env, timeout)
+        redis_seconds = None
+        if redis_before is not None:
+            redis_after = databases.redis_command_seconds()
+            redis_seconds = {name: redis_after[name] - redis_before[name] for name in redis_after}
         if ours and result.ok:
             # The value it applied: the runs with nothing to do repeat it.
             backend.marker = env["FORCE_LOGOUT_ON_DEPLOY"]
@@ -343,6 +351,7 @@ def _measure(method: Method, backend: Backend, n: int, options: Options) -> Meas
         live=window.as_dict(),
         lock_wait_seconds=lock_wait,
         steps=steps,
+        redis_seconds=redis_seconds,
         output=(result.stdout + result.stderr)[-3000:],
         error=None if result.ok else result.failure(),
     )

@@ -194,6 +194,43 @@ def breakdown_table(results: Results) -> list[str]:
     return lines
 
 
+def redis_table(results: Results) -> list[str]:
+    """Redis's own time in the commands of each clear: what no client can do faster."""
+    rows = [m for m in results.measurements if m.redis_seconds]
+    if not rows:
+        return []
+    names = databases.REDIS_CLEAR_COMMANDS
+    head = " | ".join(f"{name.upper()} (s)" for name in names)
+    lines = [
+        f"| N | method | clear (s) | Redis: {head} | all commands, the live site's too (s) |",
+        "|---:|---|---:|" + "---:|" * len(names) + "---:|",
+    ]
+    for m in rows:
+        seconds = m.redis_seconds or {}
+        cells = " | ".join(number(seconds.get(name), 3) for name in names)
+        lines.append(
+            f"| {m.n:,} | {m.label} | {number(m.clear_seconds)} | {cells} | "
+            f"{number(seconds.get('all'), 3)} |"
+        )
+    return lines
+
+
+def redis_section(results: Results) -> list[str]:
+    table = redis_table(results)
+    if not table:
+        return []
+    return [
+        "### Redis's own time",
+        "",
+        "The seconds Redis spent in each command while the clear ran (`INFO commandstats`, "
+        "before and after): Redis runs commands one at a time, so no client removes these keys "
+        "with these commands in less.",
+        "",
+        *table,
+        "",
+    ]
+
+
 def noop_table(results: Results) -> list[str]:
     lines = [
         "| database | release, nothing to do (s) | `migrate` alone (s) | ratio "
@@ -334,6 +371,7 @@ def markdown(results: Results) -> str:
         "",
         *breakdown_table(results),
         "",
+        *redis_section(results),
         "### A release with nothing to do",
         "",
         "Wall time of `manage.py release` when no marker changed against `manage.py migrate` "
