@@ -166,3 +166,4 @@ def test_big_tables_gives_the_clear_s_own_numbers() -> None:
     assert f"{low} to {high} ms apart, up to {tables.WAITING_ATTEMPTS} of them" in text
     assert f"Above {tables.EXACT_COUNT_UP_TO:,} rows the summary gives PostgreSQL's" in text
     assert f"batches of {rules.BATCH_ROWS:,} rows" in text
+    assert f"batches of {rules.BATCH_ROWS_WITH_DEPENDENTS:,} sessions in key order" in text
