@@ -19,6 +19,7 @@ from django.utils import timezone
 from release import conf
 from release.clearing import Cleared, Clearer, Progress, clearer_for, no_progress
 from release.clearing.base import NOTHING
+from release.clearing.db import DatabaseSessions
 from release.decision.history import History, history_alias, is_installed
 from release.decision.markers import InvalidMarker, Markers, current_markers, digest_of, storable
 from release.decision.plan import Plan, decide
@@ -72,8 +73,11 @@ def usable_clearer() -> Clearer:
     return clearer
 
 
-def preview_release(*, logout_on_install: bool = False, count: bool = True) -> Outcome:
-    """What `release` would do now, without locking or writing anything."""
+def preview_release(
+    *, logout_on_install: bool = False, count: bool = True, refusals: bool = False
+) -> Outcome:
+    """What `release` would do now, without locking or writing anything; with `refusals`, the
+    ReleaseError the release would stop with where rows that refer to the sessions refuse."""
     markers = read_markers()
     alias = history_alias()
     plan = decide(markers, History.read(alias, markers), logout_on_install=logout_on_install)
@@ -81,6 +85,8 @@ def preview_release(*, logout_on_install: bool = False, count: bool = True) -> O
     if not plan.logs_out:
         return Outcome(plan, engine)
     clearer = usable_clearer()
+    if refusals and isinstance(clearer, DatabaseSessions) and is_installed(alias):
+        clearer.stop_if_refused()
     removed = clearer.count() if count and is_installed(alias) else None
     return Outcome(plan, engine, clearer.describe(), Cleared(removed))
 

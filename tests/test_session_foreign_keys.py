@@ -282,6 +282,28 @@ def test_stops_before_the_first_batch(settings: Settings, add: Callable[[], str]
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("add", STOPPERS, ids=[f.__name__ for f in STOPPERS])
+def test_a_dry_run_stops_where_the_release_would_with_the_same_line(
+    installed: None, settings: Settings, add: Callable[[], str]
+) -> None:
+    keys = sessions(3)
+    because = add()
+    settings.FORCE_LOGOUT_VERSION = 2
+
+    with pytest.raises(CommandError) as dry_run:
+        release("--dry-run")
+    with pytest.raises(CommandError) as real:
+        release()
+
+    assert str(dry_run.value).startswith(f"Sessions in table {TABLE} cannot be removed: {because}.")
+    # The release adds what it did not do; the dry run did nothing either way.
+    nothing_done = " Nobody was logged out and nothing was recorded."
+    assert str(dry_run.value) == str(real.value).replace(nothing_done, "")
+    assert sorted(LoginSession.objects.values_list("pk", flat=True)) == keys
+    assert recorded() == ["install"]
+
+
+@pytest.mark.django_db
 def test_every_stopping_row_is_named(installed: None, settings: Settings) -> None:
     sessions(3)
     first, second = protected(), restricted()

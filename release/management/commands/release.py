@@ -92,7 +92,7 @@ class Command(ReleaseCommand):
     def run_release_step(self, *, dry_run: bool, logout_on_install: bool) -> None:
         try:
             if dry_run:
-                outcome = preview_release(logout_on_install=logout_on_install)
+                outcome = preview_release(logout_on_install=logout_on_install, refusals=True)
             else:
                 outcome = apply_release(
                     logout_on_install=logout_on_install,
