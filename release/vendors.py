@@ -93,6 +93,12 @@ class Database:
     def wait_for_row_locks(self, cursor: Any, seconds: int) -> None:
         """How long each statement of the current transaction waits for a locked row."""
 
+    def commit_without_flush(self) -> None:
+        """Let the current transaction's COMMIT return, and release its locks, before its log
+        reaches the disk: only for a batch that comes before the transaction that records the
+        logout, whose own COMMIT then flushes the log up to it and everything before it. A
+        crash in between loses at most some removed sessions, and nothing is recorded."""
+
     def estimated_rows(self, name: str) -> int | None:
         """The database's own estimate of the rows of table `name`, where it keeps one."""
         return None
@@ -159,6 +165,13 @@ class PostgreSQL(Database):
 
     def wait_for_row_locks(self, cursor: Any, seconds: int) -> None:
         cursor.execute(f"SET LOCAL lock_timeout = '{seconds}s'")
+
+    def commit_without_flush(self) -> None:
+        # Each batch's COMMIT otherwise waits for an fsync (4 ms here, 45 ms while a big file is
+        # freed), holding its sessions locked meanwhile. MariaDB's equivalent,
+        # innodb_flush_log_at_trx_commit, is server-wide.
+        with self.connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit = off")
 
     def estimated_rows(self, name: str) -> int | None:
         with self.connection.cursor() as cursor:

@@ -24,7 +24,8 @@ from django.test.utils import CaptureQueriesContext
 from pytest_django.fixtures import Settings
 
 from release.apply import apply_release
-from release.clearing import dependents
+from release.clearing import Cleared, dependents
+from release.clearing.tables import SessionTable
 from release.exceptions import ReleaseError
 from release.models import Logout
 from tests.conftest import make_sessions, release, vendor
@@ -573,3 +574,49 @@ def test_sessions_saved_during_the_release_go_with_their_rows(
         "With the sessions, by on_delete: deleted 1 row of login_records.CascadeLogin (CASCADE); "
         "set login_records.NullLogin.session in 1 row (SET_NULL)."
     ) in outcome.notes
+
+
+@pytest.mark.skipif("vendor() != 'postgresql'")
+@pytest.mark.django_db(transaction=True)
+def test_batches_commit_without_waiting_for_the_disk_and_the_record_waits(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each batch's COMMIT returns before its log is flushed; the final transaction, which
+    records the logout, flushes it all, so a crash cannot leave a record without its batches."""
+    release()
+    keys = sessions(2 * BATCH + 1)
+    CascadeLogin.objects.bulk_create(CascadeLogin(session_id=key) for key in keys[::10])
+    seen: list[tuple[str, str]] = []
+    lock_next_batch, remove_remaining = SessionTable._lock_next_batch, SessionTable.remove_remaining
+
+    def synchronous_commit(phase: str) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            seen.append((phase, cursor.fetchone()[0]))
+
+    phase = "batch"
+
+    def in_a_batch(table: SessionTable, last: Any) -> list[Any]:
+        synchronous_commit(phase)
+        return lock_next_batch(table, last)
+
+    def in_the_final_transaction(table: SessionTable, **kwargs: Any) -> Cleared:
+        nonlocal phase
+        phase = "final"
+        synchronous_commit(phase)
+        cleared = remove_remaining(table, **kwargs)
+        synchronous_commit(phase)
+        return cleared
+
+    monkeypatch.setattr(SessionTable, "_lock_next_batch", in_a_batch)
+    monkeypatch.setattr(SessionTable, "remove_remaining", in_the_final_transaction)
+
+    logout(settings)
+
+    assert LoginSession.objects.count() == CascadeLogin.objects.count() == 0
+    batches = [value for step, value in seen if step == "batch"]
+    assert len(batches) >= 3
+    assert set(batches) == {"off"}
+    final = [value for step, value in seen if step == "final"]
+    assert len(final) >= 2
+    assert set(final) == {"on"}

@@ -203,13 +203,16 @@ class SessionTable:
     def _remove_next_batch(
         self, last: Any, done: rules.Done, *, check_now: bool
     ) -> tuple[list[Any], int]:
-        """In a transaction (or savepoint) of its own: the next batch of keys after `last`,
-        locked, and what refers to them, then them; the keys and how many rows went."""
+        """In a transaction of its own (before the final one; `check_now` false) or a savepoint
+        of the final transaction: the next batch of keys after `last`, locked, and what refers to
+        them, then them; the keys and how many rows went."""
         keys: list[Any] = []
         with (
             rules.explaining_refusals(self.alias, self.found, keys),
             transaction.atomic(using=self.alias),
         ):
+            if not check_now:
+                self.db.commit_without_flush()
             keys.extend(self._lock_next_batch(last))
             if not keys:
                 return keys, 0
