@@ -85,9 +85,10 @@ def preview_release(
     if not plan.logs_out:
         return Outcome(plan, engine)
     clearer = usable_clearer()
-    if refusals and isinstance(clearer, DatabaseSessions) and is_installed(alias):
+    installed = (count or refusals) and is_installed(alias)  # one query, and only if needed
+    if refusals and installed and isinstance(clearer, DatabaseSessions):
         clearer.stop_if_refused()
-    removed = clearer.count() if count and is_installed(alias) else None
+    removed = clearer.count() if count and installed else None
     return Outcome(plan, engine, clearer.describe(), Cleared(removed))
 
 

@@ -76,10 +76,7 @@ def vendor(alias: str = "default") -> str:
 def only_with_session_lock(reason: str) -> pytest.MarkDecorator:
     """Skipped but on PostgreSQL and MariaDB, whose release holds a lock across transactions. By
     vendor, which needs no connection (the release refuses Oracle's MySQL anyway)."""
-    return pytest.mark.skipif(
-        "__import__('django.db').db.connections['default'].vendor not in ('postgresql', 'mysql')",
-        reason=reason,
-    )
+    return pytest.mark.skipif(vendor() not in ("postgresql", "mysql"), reason=reason)
 
 
 def database_url(alias: str = "default") -> str:

@@ -6,7 +6,6 @@ from django.db import DatabaseError, router
 from django.db.models import Model
 
 from release import conf
-from release.clearing import dependents as rules
 from release.clearing.base import Cleared, Progress
 from release.clearing.tables import ROW_LOCK_ATTEMPTS, ROW_LOCK_TIMEOUT_S, SessionTable
 from release.exceptions import ReleaseError
@@ -41,11 +40,8 @@ class DatabaseSessions:
         return self.model._base_manager.using(self.database_alias).count()
 
     def stop_if_refused(self) -> None:
-        """Raise the release's own refusal where rows that refer to the sessions would stop it
-        (PROTECT, RESTRICT, a constraint under DO_NOTHING), removing nothing: for a dry run."""
-        found = rules.dependents(self.model)
-        if found.acts:
-            rules.stop_if_refused(self.database_alias, found, None)
+        """The release's own refusal, for a dry run: `SessionTable.stop_if_refused()`."""
+        SessionTable(self.database_alias, self.model).stop_if_refused()
 
     def clear(self, progress: Progress) -> Cleared:
         return SessionTable(self.database_alias, self.model).remove_all(progress)

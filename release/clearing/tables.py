@@ -76,10 +76,15 @@ class SessionTable:
         session lock, outside a transaction."""
         return self.db.has_session_lock and not self.db.connection.in_atomic_block
 
+    def stop_if_refused(self) -> None:
+        """Raise the release's own refusal where rows that refer to the sessions would stop it
+        (PROTECT, RESTRICT, a constraint under DO_NOTHING), before anything is removed."""
+        if self.found.acts:
+            rules.stop_if_refused(self.alias, self.found, None)
+
     def remove_all(self, progress: Progress) -> Cleared:
         found = self.found
-        if found.acts:
-            rules.stop_if_refused(self.alias, found, None)
+        self.stop_if_refused()
         if not self.in_batches:
             return self._remove_at_once()
         total, estimated = self._row_count()
@@ -108,8 +113,7 @@ class SessionTable:
         stay locked.
         """
         if not self.db.has_session_lock:
-            if self.found.acts:
-                rules.stop_if_refused(self.alias, self.found, None)
+            self.stop_if_refused()
             return self._remove_at_once()
         if not skip_locked:
             return self._delete_waiting()
@@ -122,9 +126,7 @@ class SessionTable:
         while passing:
             passing, last = False, ""
             while True:
-                # Savepoints in the final transaction, whose COMMIT comes later: foreign keys
-                # are checked at each batch, where a refusal can still be explained.
-                keys, count = self._remove_next_batch(last, done, check_now=True)
+                keys, count = self._remove_next_batch(last, done, final=True)
                 if not keys:
                     break
                 removed += count
@@ -201,23 +203,24 @@ class SessionTable:
         )
 
     def _remove_next_batch(
-        self, last: Any, done: rules.Done, *, check_now: bool
+        self, last: Any, done: rules.Done, *, final: bool
     ) -> tuple[list[Any], int]:
-        """In a transaction of its own (before the final one; `check_now` false) or a savepoint
-        of the final transaction: the next batch of keys after `last`, locked, and what refers to
-        them, then them; the keys and how many rows went."""
+        """In a savepoint of the final transaction (`final`), whose foreign keys are checked at
+        each batch, where a refusal can still be explained; else in a transaction of its own
+        before it, which commits without waiting for the disk. The next batch of keys after
+        `last`, locked, and what refers to them, then them; the keys and how many rows went."""
         keys: list[Any] = []
         with (
             rules.explaining_refusals(self.alias, self.found, keys),
             transaction.atomic(using=self.alias),
         ):
-            if not check_now:
+            if not final:
                 self.db.commit_without_flush()
             keys.extend(self._lock_next_batch(last))
             if not keys:
                 return keys, 0
             count = self._remove_locked(keys, done)
-            if check_now and self.found.acts:
+            if final and self.found.acts:
                 self.db.check_constraints_now()
         return keys, count
 
@@ -240,7 +243,7 @@ class SessionTable:
         while True:
             batch: rules.Done = Counter()
             try:
-                keys, count = self._remove_next_batch(last, batch, check_now=False)
+                keys, count = self._remove_next_batch(last, batch, final=False)
             except DatabaseError as error:
                 deadlocks += 1
                 if not self.db.is_deadlock(error) or deadlocks >= DEADLOCK_ATTEMPTS:
