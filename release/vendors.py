@@ -99,6 +99,11 @@ class Database:
         logout, whose own COMMIT then flushes the log up to it and everything before it. A
         crash in between loses at most some removed sessions, and nothing is recorded."""
 
+    def clean_up_deleted(self, table: str) -> None:
+        """After batches, before the final transaction: drop the deleted rows from `table` and
+        its indexes, where the database keeps them until asked, so that the final pass does not
+        read them all again."""
+
     def estimated_rows(self, name: str) -> int | None:
         """The database's own estimate of the rows of table `name`, where it keeps one."""
         return None
@@ -172,6 +177,22 @@ class PostgreSQL(Database):
         # innodb_flush_log_at_trx_commit, is server-wide.
         with self.connection.cursor() as cursor:
             cursor.execute("SET LOCAL synchronous_commit = off")
+
+    def clean_up_deleted(self, table: str) -> None:
+        # The final pass reads the table by its key from the start, and without this visits every
+        # row the batches deleted: the whole table read from disk again, inside the transaction
+        # that records the logout (4.5 s at a million rows, against 1.6 s for this VACUUM outside
+        # it). SKIP_LOCKED: not while autovacuum has the table, which does the same; TRUNCATE
+        # false: never the table's exclusive lock, which shortening its file would take. Only the
+        # owner may; for anyone else VACUUM would log a WARNING and do nothing.
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_has_role(relowner, 'USAGE') FROM pg_class WHERE oid = to_regclass(%s)",
+                [table],
+            )
+            row = cursor.fetchone()
+            if row is not None and row[0]:
+                cursor.execute(f"VACUUM (SKIP_LOCKED, TRUNCATE false) {table}")
 
     def estimated_rows(self, name: str) -> int | None:
         with self.connection.cursor() as cursor:

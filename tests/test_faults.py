@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from io import StringIO
+from typing import Any
 
 import pytest
 from django.contrib.sessions.models import Session
@@ -243,6 +244,29 @@ def test_a_role_that_may_not_truncate_gets_batches_and_is_told_why(settings: Set
     assert "TRUNCATE was refused (permission denied for table django_session" in output
     assert "so rows were deleted in batches of 5,000" in output
     assert recorded()[-1][1] == "markers"
+
+
+@pytest.mark.skipif("vendor() != 'postgresql'")
+@pytest.mark.django_db(transaction=True)
+def test_a_role_that_does_not_own_the_table_is_not_asked_to_vacuum_it(
+    settings: Settings,
+) -> None:
+    """VACUUM by anyone but the owner logs a WARNING and does nothing: the release does not ask."""
+    release()
+    make_sessions(3)
+    settings.FORCE_LOGOUT_VERSION = 2
+    statements: list[str] = []
+
+    def noting(execute: Any, sql: str, *args: Any) -> Any:
+        statements.append(sql)
+        return execute(sql, *args)
+
+    with as_a_role_without_truncate(), connection.execute_wrapper(noting):
+        release()
+
+    assert Session.objects.count() == 0
+    assert any("pg_has_role" in sql for sql in statements)
+    assert not [sql for sql in statements if sql.startswith("VACUUM")]
 
 
 @needs_session_lock

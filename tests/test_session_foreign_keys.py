@@ -620,3 +620,37 @@ def test_batches_commit_without_waiting_for_the_disk_and_the_record_waits(
     final = [value for step, value in seen if step == "final"]
     assert len(final) >= 2
     assert set(final) == {"on"}
+
+
+def vacuums(table: str) -> int:
+    """How many times `table` was vacuumed by hand, as a connection of its own sees it."""
+    with open_connection() as other, other.cursor() as cursor:
+        cursor.execute("SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = %s", [table])
+        return int(cursor.fetchone()[0])
+
+
+@pytest.mark.skipif("vendor() != 'postgresql'")
+@pytest.mark.django_db(transaction=True)
+def test_deleted_rows_are_vacuumed_before_the_final_transaction(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The final pass reads the table by key from the start: the rows the batches deleted are
+    gone from it and its indexes first, or it would read them all again inside the transaction
+    that records the logout."""
+    release()
+    keys = sessions(2 * BATCH + 1)
+    CascadeLogin.objects.bulk_create(CascadeLogin(session_id=key) for key in keys[::10])
+    before = vacuums(TABLE)
+    at_the_final_transaction: list[int] = []
+    remove_remaining = SessionTable.remove_remaining
+
+    def in_the_final_transaction(table: SessionTable, **kwargs: Any) -> Cleared:
+        at_the_final_transaction.append(vacuums(TABLE))
+        return remove_remaining(table, **kwargs)
+
+    monkeypatch.setattr(SessionTable, "remove_remaining", in_the_final_transaction)
+
+    logout(settings)
+
+    assert at_the_final_transaction == [before + 1]
+    assert LoginSession.objects.count() == CascadeLogin.objects.count() == 0
