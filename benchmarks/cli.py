@@ -70,6 +70,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--redis-others", type=int, help="unrelated Redis keys (default 100000)")
     p.add_argument("--http-seconds", type=float, help="seconds of each wrk run, whole (default 5)")
     p.add_argument("--http-rounds", type=int, help="wrk runs of each server and page (default 12)")
+    p.add_argument(
+        "--rest-seconds",
+        type=float,
+        help="seconds of the live load alone before each release, whose waits are reported "
+        "beside the release's (default 30)",
+    )
     return p
 
 
@@ -84,6 +90,8 @@ def options_from(argv: list[str]) -> Options:
         options.http_seconds = args.http_seconds
     if args.http_rounds is not None:
         options.http_rounds = args.http_rounds
+    if args.rest_seconds is not None:
+        options.rest = args.rest_seconds
     options.skip_http = args.skip_http
     if args.only_http:
         if args.skip_http:

@@ -137,6 +137,9 @@ class Options:
     live_rate: float = LIVE_RATE  # session operations a second of the live site, in all
     live_workers: int = LIVE_WORKERS
     settle: float = 1.0  # live operations before and after each method, in seconds
+    # Before each release, seconds of the live load alone: the waits this machine gives with
+    # nothing else running, beside the release's.
+    rest: float = 30.0
     command: str = ""
 
     @classmethod
@@ -151,6 +154,7 @@ class Options:
             http_rounds=2,
             http_refresh=1,
             settle=0.3,
+            rest=1.0,
         )
 
 

@@ -255,8 +255,9 @@ def serve(
 
 @dataclass
 class Window:
-    """The live operations that overlapped [start, end] (`during`) and those before (`before`):
-    their number, their waits, and the rate of operations started, a second."""
+    """The live operations that overlapped [start, end]: their number, their waits, and the rate
+    of operations started, a second; the rate before; and the waits of the same load at rest
+    (`rest_*`: the operations within a period just before, with nothing else running)."""
 
     ops: int
     p50_ms: float | None
@@ -271,9 +272,11 @@ class Window:
     offered_ops_per_second: float
     workers: int
     failed_workers: int
-    before_p50_ms: float | None
-    before_p99_ms: float | None
-    before_worst_ms: float | None
+    rest_seconds: float
+    rest_ops: int
+    rest_p50_ms: float | None
+    rest_p99_ms: float | None
+    rest_worst_ms: float | None
     created: int
     error_samples: list[str] = field(default_factory=list)
 
@@ -397,11 +400,13 @@ class LiveSite:
         self.data = json.loads(self.out.read_text())
         self.out.unlink()
 
-    def window(self, start: float, end: float) -> Window:
+    def window(self, start: float, end: float, rest: tuple[float, float] | None = None) -> Window:
+        """The operations that overlapped [start, end]; `rest`: a period before it of the live
+        load alone."""
         ops: list[list[float]] = self.data.get("ops", [])
         during = [op for op in ops if op[0] < end and op[1] > start]
-        before = [op[2] * 1000 for op in ops if op[1] <= start]
         waits = [op[2] * 1000 for op in during]
+        at_rest = [op[2] * 1000 for op in ops if rest and rest[0] <= op[0] and op[1] <= rest[1]]
         ready_at = self.data.get("ready_at")
         started_before = sum(1 for op in ops if ready_at is not None and ready_at <= op[0] < start)
         started_during = sum(1 for op in ops if start <= op[0] < end)
@@ -423,9 +428,11 @@ class LiveSite:
             offered_ops_per_second=self.rate,
             workers=self.workers,
             failed_workers=int(self.data.get("failed_workers", 0)),
-            before_p50_ms=percentile(before, 0.50),
-            before_p99_ms=percentile(before, 0.99),
-            before_worst_ms=max(before, default=None),
+            rest_seconds=rest[1] - rest[0] if rest else 0.0,
+            rest_ops=len(at_rest),
+            rest_p50_ms=percentile(at_rest, 0.50),
+            rest_p99_ms=percentile(at_rest, 0.99),
+            rest_worst_ms=max(at_rest, default=None),
             created=int(self.data.get("created", 0)),
             error_samples=list(self.data.get("errors", []))[:5],
         )

@@ -298,17 +298,21 @@ def _measure(method: Method, backend: Backend, n: int, options: Options) -> Meas
     if not timeout:
         timeout = comparison_timeout(n)
     ours = method in (OURS, OURS_LOGINS)
+    rest_seconds = options.rest if method.name in WAITS_JUDGED else 0.0
     with LiveSite(
         backend.bench_env(),
         n,
         backend.workdir,
-        timeout + 120,
+        timeout + 120 + rest_seconds,
         options.live_rate,
         options.live_workers,
         keys,
         atomic=backend.name in DB_BACKENDS,
     ) as live:
         time.sleep(options.settle)
+        rest_from = time.monotonic()
+        time.sleep(rest_seconds)
+        rest = (rest_from, time.monotonic())
         startup = None if method.extrapolated else startup_beside(method, backend, options)
         lock_wait = databases.wait_for_release_lock(backend.history) if ours else 0.0
         redis_before = databases.redis_command_seconds() if backend.name == "redis" else None
@@ -323,7 +327,7 @@ def _measure(method: Method, backend: Backend, n: int, options: Options) -> Meas
         if ours:
             backend.keys = None  # a logout: a new stamp for the sessions made after it
         time.sleep(options.settle)
-    window = live.window(result.started, result.ended)
+    window = live.window(result.started, result.ended, rest if rest_seconds else None)
     own, removed, steps = (
         (None, None, None) if not result.ok else _own_account(method, backend, result)
     )

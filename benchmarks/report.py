@@ -114,12 +114,18 @@ def _clear_cell(m: Measurement) -> str:
     return f"~{text}" if m.extrapolated else text
 
 
+def _at_rest(live: dict[str, Any]) -> str:
+    if live.get("rest_worst_ms") is None:
+        return "-"
+    return f"{live['rest_p99_ms']:.1f}, {live['rest_worst_ms']:.1f}"
+
+
 def clear_table(results: Results) -> list[str]:
     lines = [
         "| store | N | method | clear (s) | x reference | end to end (s) | wall (s) "
         "| peak RSS (MB) | live ops | live ops/s | p50 wait (ms) | p99 wait (ms) "
-        "| worst wait (ms) | notes |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| worst wait (ms) | at rest: p99, worst (ms) | notes |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for m in results.measurements:
         reference = next(
@@ -164,7 +170,7 @@ def clear_table(results: Results) -> list[str]:
             f"{'-' if m.extrapolated else number(m.peak_rss_mb, 0)} | {m.live.get('ops', 0)} | "
             f"{number(m.live.get('ops_per_second'), 0)} | {number(m.live.get('p50_ms'), 1)} | "
             f"{number(m.live.get('p99_ms'), 1)} | {number(m.live.get('worst_ms'), 1)} | "
-            f"{'; '.join(notes)} |"
+            f"{_at_rest(m.live)} | {'; '.join(notes)} |"
         )
     return lines
 
@@ -357,7 +363,9 @@ def markdown(results: Results) -> str:
         "ATOMIC_REQUESTS. *Live ops/s*: the operations started while the command ran, a second "
         f"(at least {LIVE_MIN_RATE:g} wanted before each command, and during the release; the "
         "others may stall the site). *Waits*: of the operations that overlapped the command, "
-        "less the deliberate hold.",
+        "less the deliberate hold. *At rest*: the waits of the same load alone, with nothing "
+        "else running, over a period just before each release (`--rest-seconds`, 30 by "
+        "default): what this machine gives the site without the release.",
         "",
         *clear_table(results),
         "",

@@ -162,6 +162,11 @@ class Checker:
         )
         if live.get("errors"):
             measured += f", {live['errors']} failed"
+        if live.get("rest_worst_ms") is not None:
+            measured += (
+                f"; the same load at rest for {live['rest_seconds']:.0f} s before it: worst "
+                f"{ms(live['rest_worst_ms'])}, p99 {ms(live['rest_p99_ms'])}"
+            )
         short = shortfall(live, during=True)
         if short:
             measured += f"; {short}"
