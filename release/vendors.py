@@ -137,6 +137,7 @@ class PostgreSQL(Database):
     LOCK_KEY = int.from_bytes(hashlib.sha256(LOCK_NAME.encode()).digest()[:8], "big", signed=True)
     # Set for the transaction when its TRUNCATE went through.
     TRUNCATED = "django_release.truncated"
+    VACUUM_LOCK_TIMEOUT_MS = 5000
 
     @contextmanager
     def session_lock(self, wait: float) -> Iterator[None]:
@@ -182,17 +183,29 @@ class PostgreSQL(Database):
         # The final pass reads the table by its key from the start, and without this visits every
         # row the batches deleted: the whole table read from disk again, inside the transaction
         # that records the logout (4.5 s at a million rows, against 1.6 s for this VACUUM outside
-        # it). SKIP_LOCKED: not while autovacuum has the table, which does the same; TRUNCATE
-        # false: never the table's exclusive lock, which shortening its file would take. Only the
-        # owner may; for anyone else VACUUM would log a WARNING and do nothing.
+        # it). Autovacuum has often started on the table by then, slowed by its cost delay: after
+        # deadlock_timeout (1 s) the server cancels it for this VACUUM, which waits for its lock
+        # no longer than VACUUM_LOCK_TIMEOUT_MS for anything else (an anti-wraparound autovacuum,
+        # another VACUUM) and then goes without. The lock does not conflict with reads and writes
+        # of rows, so nobody waits behind it. TRUNCATE false: never the table's exclusive lock,
+        # which shortening its file would take. Only the owner may; for anyone else VACUUM would
+        # log a WARNING and do nothing.
         with self.connection.cursor() as cursor:
             cursor.execute(
                 "SELECT pg_has_role(relowner, 'USAGE') FROM pg_class WHERE oid = to_regclass(%s)",
                 [table],
             )
             row = cursor.fetchone()
-            if row is not None and row[0]:
-                cursor.execute(f"VACUUM (SKIP_LOCKED, TRUNCATE false) {table}")
+            if row is None or not row[0]:
+                return
+            cursor.execute(f"SET lock_timeout = '{self.VACUUM_LOCK_TIMEOUT_MS}ms'")
+            try:
+                cursor.execute(f"VACUUM (TRUNCATE false) {table}")
+            except DatabaseError as error:
+                if not self.is_lock_timeout(error):
+                    raise
+            finally:
+                cursor.execute("RESET lock_timeout")
 
     def estimated_rows(self, name: str) -> int | None:
         with self.connection.cursor() as cursor:

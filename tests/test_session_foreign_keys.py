@@ -12,6 +12,8 @@ MariaDB (the others run inside the test's transaction, where the rows go at once
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -28,6 +30,7 @@ from release.clearing import Cleared, dependents
 from release.clearing.tables import SessionTable
 from release.exceptions import ReleaseError
 from release.models import Logout
+from release.vendors import PostgreSQL
 from tests.conftest import make_sessions, release, vendor
 from tests.login_records.models import (
     SIGNED_OUT,
@@ -654,3 +657,71 @@ def test_deleted_rows_are_vacuumed_before_the_final_transaction(
 
     assert at_the_final_transaction == [before + 1]
     assert LoginSession.objects.count() == CascadeLogin.objects.count() == 0
+
+
+@contextmanager
+def holding_the_vacuum_lock() -> Iterator[Callable[[], None]]:
+    """Another connection holding the lock a VACUUM of the session table needs, as autovacuum or
+    another VACUUM does, until the function given is called (or the block ends)."""
+    with open_connection() as other:
+        other.set_autocommit(False)
+        with other.cursor() as cursor:
+            cursor.execute(f"LOCK TABLE {TABLE} IN SHARE UPDATE EXCLUSIVE MODE")
+        other.inc_thread_sharing()  # let go from a timer's thread
+        try:
+            yield other.rollback
+        finally:
+            other.rollback()
+            other.dec_thread_sharing()
+
+
+@pytest.mark.skipif("vendor() != 'postgresql'")
+@pytest.mark.django_db(transaction=True)
+def test_the_vacuum_waits_for_the_table_a_bounded_time_then_goes_without(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release()
+    keys = sessions(BATCH + 1)
+    CascadeLogin.objects.bulk_create(CascadeLogin(session_id=key) for key in keys[::10])
+    monkeypatch.setattr(PostgreSQL, "VACUUM_LOCK_TIMEOUT_MS", 200)
+    before, logouts = vacuums(TABLE), len(recorded())
+
+    with holding_the_vacuum_lock():
+        logout(settings)
+
+    assert vacuums(TABLE) == before
+    assert LoginSession.objects.count() == CascadeLogin.objects.count() == 0
+    assert len(recorded()) == logouts + 1
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW lock_timeout")
+        assert cursor.fetchone()[0] == "0"
+
+
+@pytest.mark.skipif("vendor() != 'postgresql'")
+@pytest.mark.django_db(transaction=True)
+def test_the_vacuum_waits_for_a_lock_that_ends_in_time(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release()
+    sessions(BATCH + 1)
+    before = vacuums(TABLE)
+    clean_up_deleted = PostgreSQL.clean_up_deleted
+    waited: list[float] = []
+
+    with holding_the_vacuum_lock() as let_go:
+
+        def after_a_while(db: PostgreSQL, table: str) -> None:
+            timer = threading.Timer(0.3, let_go)
+            timer.start()
+            started = time.monotonic()
+            clean_up_deleted(db, table)
+            waited.append(time.monotonic() - started)
+            timer.join()
+
+        monkeypatch.setattr(PostgreSQL, "clean_up_deleted", after_a_while)
+        logout(settings)
+
+    assert vacuums(TABLE) == before + 1
+    assert len(waited) == 1
+    assert waited[0] >= 0.3
+    assert LoginSession.objects.count() == 0
