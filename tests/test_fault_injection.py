@@ -149,11 +149,13 @@ def redis_sessions(prefix: str) -> int:
 def test_cache_engine_on_redis(
     installed: None, settings: Settings, redis_cache: str, fail_at: int
 ) -> None:
-    """12,000 keys go in three UNLINKs of 5,000; the fault comes at the first, second or third."""
+    """Keys for two and a half UNLINKs go in three; the fault comes at the first, second or
+    third."""
     import redis
 
     settings.RELEASE_SESSION_ENGINE = CACHE
-    seed_redis("redis", 12_000)
+    total = 2 * cache_keys.BATCH + cache_keys.BATCH // 2
+    seed_redis("redis", total)
 
     with pytest.MonkeyPatch.context() as patched:
         patched.setattr(
@@ -163,8 +165,8 @@ def test_cache_engine_on_redis(
         )
         message = logout_failed(settings, "2")
 
-    gone = 12_000 - redis_sessions(redis_cache)
-    assert removed_in(message) == gone == (fail_at - 1) * 5_000
+    gone = total - redis_sessions(redis_cache)
+    assert removed_in(message) == gone == (fail_at - 1) * cache_keys.BATCH
     assert "Redis went away" in message
     logout_finishes(settings, "2")
     assert redis_sessions(redis_cache) == 0

@@ -376,7 +376,7 @@ def test_redis_progress_after_each_unlink_batch(
     settings.RELEASE_SESSION_ENGINE = CACHE
     cache = caches[redis_alias]
     prefix = PREFIXES[CACHE]
-    count = 2 * cache_keys.BATCH + 2_000
+    count = 2 * cache_keys.BATCH + cache_keys.BATCH // 2
     cache.set_many(
         {prefix + random_key(GUARD_LENGTH if i % 2 else DJANGO_LENGTH): {} for i in range(count)}
     )

@@ -16,9 +16,11 @@ from django.core.cache.backends.redis import RedisCache
 from release.clearing.base import Progress
 from release.guard import KEY_CHARS, KEY_LENGTH
 
-# Keys per UNLINK: big enough to be quick, small enough that memory does not grow with the
-# number of keys and Redis is never blocked for long.
-BATCH = 5000
+# Keys per UNLINK: small enough that memory does not grow with the number of keys and Redis is
+# never blocked for long. A million keys beside the live load, three runs each: 1,000 cleared as
+# fast as 5,000 (8.3-9.0 s against 8.3-9.7 s), with the site's worst wait 30-47 ms against
+# 80-107 ms and p99 14-20 ms against 43-61 ms.
+BATCH = 1000
 # The COUNT of each SCAN step: a bound on how long each one blocks Redis, whose cost per key is
 # much the same whatever the COUNT.
 SCAN_COUNT = BATCH
