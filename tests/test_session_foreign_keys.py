@@ -652,10 +652,23 @@ def test_deleted_rows_are_vacuumed_before_the_final_transaction(
         return remove_remaining(table, **kwargs)
 
     monkeypatch.setattr(SessionTable, "remove_remaining", in_the_final_transaction)
+    paces: list[str] = []
 
-    logout(settings)
+    def noting_the_pace(execute: Any, sql: str, *args: Any) -> Any:
+        if sql.startswith("VACUUM"):
+            with connection.cursor() as cursor:
+                cursor.execute("SHOW vacuum_cost_delay")
+                paces.append(cursor.fetchone()[0])
+        return execute(sql, *args)
+
+    with connection.execute_wrapper(noting_the_pace):
+        logout(settings)
 
     assert at_the_final_transaction == [before + 1]
+    assert paces == ["2ms"]
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW vacuum_cost_delay")
+        assert cursor.fetchone()[0] == "0"
     assert LoginSession.objects.count() == CascadeLogin.objects.count() == 0
 
 
