@@ -4,7 +4,8 @@ table is emptied and how long a statement may wait for a lock, how rows are esti
 errors mean a lock wait timed out or a deadlock.
 
 - PostgreSQL: an advisory lock for the whole command; `TRUNCATE` after `LOCK TABLE ... NOWAIT`,
-  or under a short `lock_timeout`, in PL/pgSQL that catches a refused lock.
+  or under a short `lock_timeout`, in PL/pgSQL that catches a refused lock; after batches, a
+  `VACUUM` at autovacuum's pace.
 - MariaDB: `GET_LOCK`; `TRUNCATE ... NOWAIT` and `SET STATEMENT ... FOR`, which Oracle's MySQL
   lacks: `unsupported()` says so, and the system check release.E006 with it.
 - SQLite and anything else: no session-level lock (the whole command is one transaction whose
@@ -183,17 +184,15 @@ class PostgreSQL(Database):
     def clean_up_deleted(self, table: str) -> None:
         # The final pass reads the table by its key from the start, and without this visits every
         # row the batches deleted: the whole table read from disk again, inside the transaction
-        # that records the logout (4.5 s at a million rows, against 1.6 s for this VACUUM outside
-        # it). Autovacuum has often started on the table by then, slowed by its cost delay: after
-        # deadlock_timeout (1 s) the server cancels it for this VACUUM, which waits for its lock
-        # no longer than VACUUM_LOCK_TIMEOUT_MS for anything else (an anti-wraparound autovacuum,
-        # another VACUUM) and then goes without. The lock does not conflict with reads and writes
-        # of rows, so nobody waits behind it. At autovacuum's pace (vacuum_cost_delay 2 ms): at
-        # full speed it rewrote a million sessions' pages, and logged them, in a second and a
-        # half, and a live COMMIT waited 0.9 s for the disk; paced, 12.5 s, and no wait above
-        # the site's own. TRUNCATE false: never the table's exclusive lock, which shortening its
-        # file would take. Only the owner may; for anyone else VACUUM would log a WARNING and do
-        # nothing.
+        # that records the logout (4.5 s at a million rows). Autovacuum has often started on the
+        # table by then: after deadlock_timeout (1 s) the server cancels it for this VACUUM,
+        # which waits no longer than VACUUM_LOCK_TIMEOUT_MS for anything else holding the lock
+        # (an anti-wraparound autovacuum, another VACUUM), then goes without. That lock does not
+        # conflict with reads and writes of rows, so nobody waits behind it. At autovacuum's pace:
+        # at full speed it rewrote and logged a million sessions' pages in 1.6 s, and a live
+        # COMMIT waited 0.9 s for the disk; paced, 12.5 s, and no wait above the site's own.
+        # TRUNCATE false: never the table's exclusive lock, which shortening its file would take.
+        # Only the owner may; for anyone else VACUUM would log a WARNING and do nothing.
         with self.connection.cursor() as cursor:
             cursor.execute(
                 "SELECT pg_has_role(relowner, 'USAGE') FROM pg_class WHERE oid = to_regclass(%s)",

@@ -21,9 +21,9 @@ from release.decision.markers import Markers, normalise_config_marker
 from release.models import AppliedMarker, Logout
 from tests.conftest import make_sessions, release
 
-# What a config var can hold: any text but NUL (no environment variable can hold one).
 # How a release that may go out without its logout (FORCE_LOGOUT_FAIL_OPEN) says it failed.
 FAILED_OPEN = "WARNING: THE LOGOUT FAILED AND THIS RELEASE GOES OUT ANYWAY"
+# What a config var can hold: any text but NUL (no environment variable can hold one).
 ENV_TEXT = st.text(st.characters(codec="utf-8", exclude_characters="\x00"))
 HOSTILE = [
     "x" * 10_000,

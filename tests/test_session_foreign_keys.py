@@ -81,6 +81,13 @@ def recorded() -> list[str]:
     return list(Logout.objects.order_by("epoch").values_list("kind", flat=True))
 
 
+def shown(setting: str) -> str:
+    """The value of a PostgreSQL setting on the test's connection."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SHOW {setting}")
+        return str(cursor.fetchone()[0])
+
+
 def rows(values: Iterable[Any]) -> list[tuple[Any, ...]]:
     return sorted(tuple(row) for row in values)
 
@@ -593,9 +600,7 @@ def test_batches_commit_without_waiting_for_the_disk_and_the_record_waits(
     lock_next_batch, remove_remaining = SessionTable._lock_next_batch, SessionTable.remove_remaining
 
     def synchronous_commit(phase: str) -> None:
-        with connection.cursor() as cursor:
-            cursor.execute("SHOW synchronous_commit")
-            seen.append((phase, cursor.fetchone()[0]))
+        seen.append((phase, shown("synchronous_commit")))
 
     phase = "batch"
 
@@ -656,9 +661,7 @@ def test_deleted_rows_are_vacuumed_before_the_final_transaction(
 
     def noting_the_pace(execute: Any, sql: str, *args: Any) -> Any:
         if sql.startswith("VACUUM"):
-            with connection.cursor() as cursor:
-                cursor.execute("SHOW vacuum_cost_delay")
-                paces.append(cursor.fetchone()[0])
+            paces.append(shown("vacuum_cost_delay"))
         return execute(sql, *args)
 
     with connection.execute_wrapper(noting_the_pace):
@@ -666,9 +669,7 @@ def test_deleted_rows_are_vacuumed_before_the_final_transaction(
 
     assert at_the_final_transaction == [before + 1]
     assert paces == ["2ms"]
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW vacuum_cost_delay")
-        assert cursor.fetchone()[0] == "0"
+    assert shown("vacuum_cost_delay") == "0"
     assert LoginSession.objects.count() == CascadeLogin.objects.count() == 0
 
 
@@ -705,9 +706,7 @@ def test_the_vacuum_waits_for_the_table_a_bounded_time_then_goes_without(
     assert vacuums(TABLE) == before
     assert LoginSession.objects.count() == CascadeLogin.objects.count() == 0
     assert len(recorded()) == logouts + 1
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW lock_timeout")
-        assert cursor.fetchone()[0] == "0"
+    assert shown("lock_timeout") == "0"
 
 
 @pytest.mark.skipif("vendor() != 'postgresql'")
