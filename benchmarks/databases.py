@@ -170,6 +170,23 @@ def count_keys(pattern: str) -> int:
     return sum(1 for _ in redis_client().scan_iter(match=pattern, count=5000))
 
 
+def data_directory(backend: str) -> str | None:
+    """Where the server keeps its files (on this machine: the servers are local), or None."""
+    try:
+        if backend == "postgresql":
+            with postgres(POSTGRES_ADMIN_URL) as connection:
+                row = connection.execute("SHOW data_directory").fetchone()
+                return str(row[0]) if row else None
+        if backend == "mariadb":
+            with mariadb(None) as connection:
+                cursor = connection.cursor()
+                cursor.execute("SELECT @@datadir")
+                return str(cursor.fetchone()[0])
+    except Exception:  # only a blank in the report
+        return None
+    return None  # Redis keeps nothing on disk here
+
+
 def version(backend: str) -> str:
     try:
         if backend == "postgresql":

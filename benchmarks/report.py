@@ -68,6 +68,30 @@ def _first_match(path: str, pattern: str) -> str | None:
     return found.group(1).strip() if found else None
 
 
+def filesystem(path: str | None) -> str | None:
+    """The filesystem that holds `path`, and whether it frees blocks with online discard:
+    on ext4 mounted with `discard`, freeing a big file (a TRUNCATE's COMMIT) stalls every
+    fdatasync meanwhile, which each COMMIT of the live site waits for."""
+    if not path:
+        return None
+    try:
+        mounts = Path("/proc/self/mounts").read_text().splitlines()
+        resolved = os.path.realpath(path)
+    except OSError:
+        return None
+    best: tuple[str, str, str] | None = None
+    for line in mounts:
+        _device, point, kind, options, *_ = line.split()
+        inside = resolved == point or resolved.startswith(point.rstrip("/") + "/")
+        if inside and (best is None or len(point) > len(best[0])):
+            best = (point, kind, options)
+    if best is None:
+        return None
+    point, kind, options = best
+    discard = "discard" in options.split(",")
+    return f"{kind} at {point}, {'online discard' if discard else 'no online discard'}"
+
+
 def machine(backends: Iterable[str]) -> dict[str, Any]:
     import django
 
@@ -88,6 +112,11 @@ def machine(backends: Iterable[str]) -> dict[str, Any]:
         "python": platform.python_version(),
         "django": django.get_version(),
         "servers": {backend: databases.version(backend) for backend in backends},
+        "data_filesystems": {
+            backend: filesystem(databases.data_directory(backend))
+            for backend in backends
+            if backend != "redis"
+        },
         "wrk": wrk_version,
     }
 
@@ -95,9 +124,16 @@ def machine(backends: Iterable[str]) -> dict[str, Any]:
 def machine_line(results: Results) -> str:
     m = results.machine
     servers = ", ".join(m["servers"].values())  # none under --only-http
+    data = "; ".join(
+        f"{m['servers'][backend].split(' ')[0]}'s data on {where}"
+        for backend, where in m.get("data_filesystems", {}).items()
+        if where
+    )
     return (
         f"{m['cores']} cores ({m['cpu']}), {m['memory_gb']} GB, {m['os']}; Python {m['python']}, "
-        f"Django {m['django']}" + (f"; {servers}" if servers else "")
+        f"Django {m['django']}"
+        + (f"; {servers}" if servers else "")
+        + (f"; {data}" if data else "")
     )
 
 
