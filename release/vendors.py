@@ -100,10 +100,11 @@ class Database:
         logout, whose own COMMIT then flushes the log up to it and everything before it. A
         crash in between loses at most some removed sessions, and nothing is recorded."""
 
-    def clean_up_deleted(self, table: str) -> None:
+    def clean_up_deleted(self, table: str) -> str | None:
         """After batches, before the final transaction: drop the deleted rows from `table` and
         its indexes, where the database keeps them until asked, so that the final pass does not
-        read them all again."""
+        read them all again. A sentence for the summary where that could not be done."""
+        return None
 
     def estimated_rows(self, name: str) -> int | None:
         """The database's own estimate of the rows of table `name`, where it keeps one."""
@@ -181,7 +182,7 @@ class PostgreSQL(Database):
         with self.connection.cursor() as cursor:
             cursor.execute("SET LOCAL synchronous_commit = off")
 
-    def clean_up_deleted(self, table: str) -> None:
+    def clean_up_deleted(self, table: str) -> str | None:
         # The final pass reads the table by its key from the start, and without this visits every
         # row the batches deleted: the whole table read from disk again, inside the transaction
         # that records the logout (4.5 s at a million rows). Autovacuum has often started on the
@@ -200,7 +201,7 @@ class PostgreSQL(Database):
             )
             row = cursor.fetchone()
             if row is None or not row[0]:
-                return
+                return None
             cursor.execute(f"SET lock_timeout = '{self.VACUUM_LOCK_TIMEOUT_MS}ms'")
             cursor.execute(f"SET vacuum_cost_delay = '{self.VACUUM_COST_DELAY_MS}ms'")
             try:
@@ -208,9 +209,15 @@ class PostgreSQL(Database):
             except DatabaseError as error:
                 if not self.is_lock_timeout(error):
                     raise
+                return (
+                    "The deleted rows were not vacuumed: another VACUUM or maintenance command "
+                    f"held the table for {self.VACUUM_LOCK_TIMEOUT_MS / 1000:g} s, so the final "
+                    "pass read them again."
+                )
             finally:
                 cursor.execute("RESET lock_timeout")
                 cursor.execute("RESET vacuum_cost_delay")
+        return None
 
     def estimated_rows(self, name: str) -> int | None:
         with self.connection.cursor() as cursor:

@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand
 from release import conf
 from release.clearing import dependents as rules
 from release.clearing import tables
+from release.vendors import PostgreSQL
 from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text()
@@ -167,3 +168,6 @@ def test_big_tables_gives_the_clear_s_own_numbers() -> None:
     assert f"Above {tables.EXACT_COUNT_UP_TO:,} rows the summary gives PostgreSQL's" in text
     assert f"batches of {rules.BATCH_ROWS:,} rows" in text
     assert f"batches of {rules.BATCH_ROWS_WITH_DEPENDENTS:,} sessions in key order" in text
+    assert f"(`vacuum_cost_delay` {PostgreSQL.VACUUM_COST_DELAY_MS} ms;" in text
+    vacuum_wait = PostgreSQL.VACUUM_LOCK_TIMEOUT_MS / 1000
+    assert f"waited for {vacuum_wait:g} s at most, then the release goes on without" in text

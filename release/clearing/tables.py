@@ -257,8 +257,9 @@ class SessionTable:
             done.update(batch)
             last = keys[-1]
             progress(removed)
-        self.db.clean_up_deleted(self.table)
-        return Cleared(removed, rules.effects(done))
+        not_cleaned_up = self.db.clean_up_deleted(self.table)
+        cleared = Cleared(removed, rules.effects(done))
+        return cleared.noted(not_cleaned_up) if not_cleaned_up else cleared
 
     def _delete_waiting(self) -> Cleared:
         for attempt in range(ROW_LOCK_ATTEMPTS):
