@@ -197,7 +197,15 @@ def test_a_truncate_attempt_on_a_busy_table_gives_up_keeps_every_row_and_raises_
     assert not_waiting < 0.5, f"the attempt that may not wait waited {not_waiting:.3f} s"
     assert waiting < 0.5, f"the attempt that waits 25 ms waited {waiting:.3f} s"
     assert Session.objects.count() == 3
-    assert db.truncate(table, None) is True
+    # Once the transaction is gone an attempt that may not wait gets the table, though not always
+    # the first: MariaDB's own background threads (purge, InnoDB's statistics) hold it for
+    # moments, which the release's hundreds of attempts get past in the same way.
+    for _attempt in range(100):
+        if db.truncate(table, None):
+            break
+        time.sleep(0.01)
+    else:
+        pytest.fail("no attempt got the table within a second of the transaction's end")
     assert Session.objects.count() == 0
 
 
