@@ -107,12 +107,14 @@ def flush_redis() -> None:
     client.flushdb()
 
 
-def scalar(backend: str, sql: str) -> Any:
+def scalar(backend: str, sql: str, *, server: bool = False) -> Any:
+    """The first value `sql` gives in the suite's database, or with `server` outside any (it may
+    not exist yet)."""
     if backend == "postgresql":
-        with postgres() as connection:
+        with postgres(POSTGRES_ADMIN_URL if server else POSTGRES_URL) as connection:
             row = connection.execute(sql).fetchone()
     else:
-        with mariadb() as connection:
+        with mariadb(None if server else BENCH_DATABASE) as connection:
             cursor = connection.cursor()
             cursor.execute(sql)
             row = cursor.fetchone()
@@ -171,33 +173,20 @@ def count_keys(pattern: str) -> int:
 
 
 def data_directory(backend: str) -> str | None:
-    """Where the server keeps its files (on this machine: the servers are local), or None."""
+    """Where a database server keeps its files (on this machine: the servers are local)."""
+    sql = "SHOW data_directory" if backend == "postgresql" else "SELECT @@datadir"
     try:
-        if backend == "postgresql":
-            with postgres(POSTGRES_ADMIN_URL) as connection:
-                row = connection.execute("SHOW data_directory").fetchone()
-                return str(row[0]) if row else None
-        if backend == "mariadb":
-            with mariadb(None) as connection:
-                cursor = connection.cursor()
-                cursor.execute("SELECT @@datadir")
-                return str(cursor.fetchone()[0])
+        return str(scalar(backend, sql, server=True))
     except Exception:  # only a blank in the report
         return None
-    return None  # Redis keeps nothing on disk here
 
 
 def version(backend: str) -> str:
     try:
         if backend == "postgresql":
-            with postgres(POSTGRES_ADMIN_URL) as connection:
-                row = connection.execute("SHOW server_version").fetchone()
-                return f"PostgreSQL {row[0] if row else '?'}"
+            return f"PostgreSQL {scalar(backend, 'SHOW server_version', server=True)}"
         if backend == "mariadb":
-            with mariadb(None) as connection:
-                cursor = connection.cursor()
-                cursor.execute("SELECT VERSION()")
-                return f"MariaDB {cursor.fetchone()[0]}"
+            return f"MariaDB {scalar(backend, 'SELECT VERSION()', server=True)}"
         info: dict[str, Any] = redis_client().info("server")
         return f"Redis {info['redis_version']}"
     except Exception as error:  # a version we cannot read is only a blank

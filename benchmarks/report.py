@@ -125,7 +125,7 @@ def machine_line(results: Results) -> str:
     m = results.machine
     servers = ", ".join(m["servers"].values())  # none under --only-http
     data = "; ".join(
-        f"{m['servers'][backend].split(' ')[0]}'s data on {where}"
+        f"{NAMES[backend]}'s data on {where}"
         for backend, where in m.get("data_filesystems", {}).items()
         if where
     )
