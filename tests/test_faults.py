@@ -18,6 +18,7 @@ from django.contrib.sessions.models import Session
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, OperationalError, connection, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.signals import connection_created
 from pytest_django.fixtures import Settings
 
 from release.clearing.tables import EXACT_COUNT_UP_TO, TRUNCATE_ATTEMPTS
@@ -186,12 +187,12 @@ def test_a_truncate_attempt_on_a_busy_table_gives_up_keeps_every_row_and_raises_
     db = database("default")
     table = db.quote(Session._meta.db_table)
 
-    with reading_in_a_long_transaction():
+    with reading_in_a_long_transaction(), db.truncating(table) as truncate:
         started = time.monotonic()
-        assert db.truncate(table, None) is False
+        assert truncate(None) is False
         not_waiting = time.monotonic() - started
         started = time.monotonic()
-        assert db.truncate(table, 25) is False
+        assert truncate(25) is False
         waiting = time.monotonic() - started
 
     assert not_waiting < 0.5, f"the attempt that may not wait waited {not_waiting:.3f} s"
@@ -200,12 +201,13 @@ def test_a_truncate_attempt_on_a_busy_table_gives_up_keeps_every_row_and_raises_
     # Once the transaction is gone an attempt that may not wait gets the table, though not always
     # the first: MariaDB's own background threads (purge, InnoDB's statistics) hold it for
     # moments, which the release's hundreds of attempts get past in the same way.
-    for _attempt in range(100):
-        if db.truncate(table, None):
-            break
-        time.sleep(0.01)
-    else:
-        pytest.fail("no attempt got the table within a second of the transaction's end")
+    with db.truncating(table) as truncate:
+        for _attempt in range(100):
+            if truncate(None):
+                break
+            time.sleep(0.01)
+        else:
+            pytest.fail("no attempt got the table within a second of the transaction's end")
     assert Session.objects.count() == 0
 
 
@@ -213,14 +215,14 @@ def test_a_truncate_attempt_on_a_busy_table_gives_up_keeps_every_row_and_raises_
 @pytest.mark.django_db(transaction=True)
 def test_a_truncate_refused_for_another_reason_is_raised() -> None:
     db = database("default")
-    with pytest.raises(DatabaseError):
-        db.truncate(db.quote("no_such_table"), None)
+    with pytest.raises(DatabaseError), db.truncating(db.quote("no_such_table")) as truncate:
+        truncate(None)
 
 
 @contextmanager
 def as_a_role_without_truncate() -> Iterator[None]:
-    """This connection as a PostgreSQL role that may do anything to the tables but TRUNCATE the
-    session table: a database user some teams give their app."""
+    """This connection, and each one opened meanwhile, as a PostgreSQL role that may do anything
+    to the tables but TRUNCATE the session table: a database user some teams give their app."""
     role = "release_no_truncate"
     with connection.cursor() as cursor:
         cursor.execute(f"DROP ROLE IF EXISTS {role}")
@@ -229,9 +231,16 @@ def as_a_role_without_truncate() -> Iterator[None]:
         cursor.execute(f"GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}")
         cursor.execute(f"REVOKE TRUNCATE ON django_session FROM {role}")
         cursor.execute(f"SET ROLE {role}")
+
+    def as_the_role(**kwargs: Any) -> None:
+        with kwargs["connection"].cursor() as cursor:
+            cursor.execute(f"SET ROLE {role}")
+
+    connection_created.connect(as_the_role)
     try:
         yield
     finally:
+        connection_created.disconnect(as_the_role)
         with connection.cursor() as cursor:
             cursor.execute("RESET ROLE")
             cursor.execute(f"DROP OWNED BY {role}")

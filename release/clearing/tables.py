@@ -190,14 +190,15 @@ class SessionTable:
 
     def _truncate(self) -> str | None:
         """TRUNCATE the table; None when done, else why it could not be."""
-        for attempt in range(TRUNCATE_ATTEMPTS):
-            waiting = attempt >= FREE_ATTEMPTS
-            try:
-                if self.db.truncate(self.table, LOCK_TIMEOUT_MS if waiting else None):
-                    return None
-            except DatabaseError as error:
-                return f"TRUNCATE was refused ({one_line(error)})"
-            time.sleep(random.uniform(*(WAITING_PAUSE_S if waiting else FREE_PAUSE_S)))
+        try:
+            with self.db.truncating(self.table) as attempt:
+                for number in range(TRUNCATE_ATTEMPTS):
+                    waiting = number >= FREE_ATTEMPTS
+                    if attempt(LOCK_TIMEOUT_MS if waiting else None):
+                        return None
+                    time.sleep(random.uniform(*(WAITING_PAUSE_S if waiting else FREE_PAUSE_S)))
+        except DatabaseError as error:
+            return f"TRUNCATE was refused ({one_line(error)})"
         return (
             f"Other transactions kept the table busy through {TRUNCATE_ATTEMPTS} attempts "
             "to TRUNCATE it"
