@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from io import StringIO
 from typing import Any
 
@@ -19,9 +20,15 @@ from django.core.management import CommandError, call_command
 from django.db import DatabaseError, OperationalError, connection, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
+from django.utils import timezone
 from pytest_django.fixtures import Settings
 
-from release.clearing.tables import EXACT_COUNT_UP_TO, TRUNCATE_ATTEMPTS
+from release.clearing.tables import (
+    EXACT_COUNT_UP_TO,
+    FINAL_PASSES,
+    TRUNCATE_ATTEMPTS,
+    SessionTable,
+)
 from release.models import AppliedMarker, Logout
 from release.vendors import database
 from tests.conftest import (
@@ -323,9 +330,56 @@ def test_a_locked_session_row_is_left_to_the_guard(settings: Settings) -> None:
     with locking_a_session_row(keys[0]):
         output = release()
 
-    assert "1 session locked by other transactions was left; the session guard refuses it" in output
+    assert (
+        "1 session locked by other transactions or saved meanwhile was left; the session guard "
+        "refuses it"
+    ) in output
     assert "removed 9 sessions" in output
     assert list(Session.objects.values_list("session_key", flat=True)) == [keys[0]]
+    assert recorded() == [(0, "install"), (1, "markers")]
+
+
+@needs_session_lock
+@pytest.mark.django_db(transaction=True)
+def test_a_site_that_keeps_saving_sessions_does_not_keep_the_final_passes_going(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each pass of the final transaction finds what was saved behind the one before: here the
+    site saves a session behind every pass, and the passes stop at FINAL_PASSES, leaving the
+    last one to the guard."""
+    release()
+    make_sessions(10)
+    settings.FORCE_LOGOUT_VERSION = 2
+    remove_next_batch = SessionTable._remove_next_batch
+    passes = 0
+
+    def save(key: str) -> None:
+        with open_connection() as other, other.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO django_session VALUES (%s, %s, %s)",
+                [key, DATA, timezone.now() + timedelta(days=1)],
+            )
+
+    def saving_behind_each_pass(table: SessionTable, last: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal passes
+        if not kwargs.get("final") or last != "":
+            return remove_next_batch(table, last, *args, **kwargs)
+        if passes == 0:
+            save("f" * 32)  # between the clear and the final transaction
+        result = remove_next_batch(table, last, *args, **kwargs)
+        passes += 1
+        save(f"{passes:032d}")  # before every key: behind this pass, which has read past it
+        return result
+
+    monkeypatch.setattr(SessionTable, "_remove_next_batch", saving_behind_each_pass)
+    output = release()
+
+    assert passes == FINAL_PASSES
+    assert list(Session.objects.values_list("session_key", flat=True)) == [f"{FINAL_PASSES:032d}"]
+    assert (
+        "1 session locked by other transactions or saved meanwhile was left; the session guard "
+        "refuses it at the next request."
+    ) in output
     assert recorded() == [(0, "install"), (1, "markers")]
 
 

@@ -532,7 +532,9 @@ def test_a_locked_session_keeps_what_refers_to_it(settings: Settings) -> None:
         locked
     ]
     assert NullLogin.objects.filter(session=None).count() == len(logins) - 1
-    assert "1 session locked by other transactions was left" in " ".join(outcome.notes)
+    assert "1 session locked by other transactions or saved meanwhile was left" in " ".join(
+        outcome.notes
+    )
     assert (
         f"With the sessions, by on_delete: deleted {len(logins) - 1} rows of "
         f"login_records.CascadeLogin (CASCADE); set login_records.NullLogin.session in "
