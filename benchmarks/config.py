@@ -128,7 +128,7 @@ class Options:
     per_object_sample: int = 2000
     redis_others: int = 100_000
     noop_repeats: int = 11
-    startup_repeats: int = 3
+    startup_repeats: int = 5
     http_seconds: float = 5.0  # each wrk run (whole seconds: wrk's own unit)
     http_rounds: int = 12
     http_refresh: int = 2  # rounds between fresh server processes
