@@ -5,8 +5,8 @@ errors mean a lock wait timed out or a deadlock.
 
 - PostgreSQL: an advisory lock for the whole command; `TRUNCATE` after `LOCK TABLE ... NOWAIT`,
   or under a short `lock_timeout`, in PL/pgSQL that catches a refused lock, on a connection of
-  its own whose COMMIT is not waited for past the point where it has gone through; after batches, a
-  `VACUUM` at autovacuum's pace.
+  its own whose COMMIT is waited for only until it has gone through; after batches, a `VACUUM`
+  at autovacuum's pace.
 - MariaDB: `GET_LOCK`; `TRUNCATE ... NOWAIT` and `SET STATEMENT ... FOR`, which Oracle's MySQL
   lacks: `unsupported()` says so, and the system check release.E006 with it.
 - SQLite and anything else: no session-level lock (the whole command is one transaction whose
@@ -188,11 +188,8 @@ class PostgreSQL(Database):
     def _truncate_apart(
         self, apart: BaseDatabaseWrapper, table: str, lock_timeout_ms: int | None
     ) -> bool:
-        try:
-            xid = self._attempt(apart, table, lock_timeout_ms)
-        except BaseException:
-            apart.rollback()
-            raise
+        # After an error `truncating()` closes the connection, which rolls the transaction back.
+        xid = self._attempt(apart, table, lock_timeout_ms)
         if xid is None:
             apart.rollback()
             return False
