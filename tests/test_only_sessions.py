@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -395,6 +396,15 @@ def test_redis_progress_after_each_unlink_batch(
     assert cache.get(prefix + "_stats0") == 0
 
 
+def redis_sessions(settings: Settings, redis_alias: str, count: int) -> CacheSessions:
+    """The cache engine's store on `redis_alias`, with `count` sessions in it."""
+    settings.RELEASE_SESSION_ENGINE = CACHE
+    caches[redis_alias].set_many({PREFIXES[CACHE] + random_key(): {} for _ in range(count)})
+    store = clearer_for()
+    assert isinstance(store, CacheSessions)
+    return store
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize("redis_alias", REDIS_ALIASES, indirect=True)
 def test_redis_scan_fails_while_an_unlink_is_under_way(
@@ -404,13 +414,8 @@ def test_redis_scan_fails_while_an_unlink_is_under_way(
     UNLINK already sent is waited for and counted before the error is raised."""
     import redis
 
-    settings.RELEASE_SESSION_ENGINE = CACHE
-    cache = caches[redis_alias]
-    prefix = PREFIXES[CACHE]
     count = 3 * cache_keys.BATCH
-    cache.set_many({prefix + random_key(): {} for _ in range(count)})
-    store = clearer_for()
-    assert isinstance(store, CacheSessions)
+    store = redis_sessions(settings, redis_alias, count)
     scan, unlink = redis.Redis.scan, redis.Redis.unlink
     found = 0
     unlinked: list[int] = []
@@ -443,6 +448,48 @@ def test_redis_scan_fails_while_an_unlink_is_under_way(
     assert unlinked == [cache_keys.BATCH]
     assert calls == [(cache_keys.BATCH, None)]
     assert store.count() == count - cache_keys.BATCH
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("redis_alias", REDIS_ALIASES, indirect=True)
+def test_redis_unlink_fails_and_the_scanning_stops(
+    redis_alias: str, settings: Settings, installed: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SCANs run at most SCANNED_AHEAD batches ahead of the UNLINKs: when an UNLINK fails,
+    the scanning stops there instead of reading the rest of the keys, and nothing is counted."""
+    import redis
+
+    count = 20 * cache_keys.BATCH
+    store = redis_sessions(settings, redis_alias, count)
+    scan = redis.Redis.scan
+    found = 0
+
+    def counting_scan(client: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal found
+        cursor, keys = scan(client, *args, **kwargs)
+        found += len(keys)
+        return cursor, keys
+
+    def failing_unlink(client: Any, *names: Any) -> int:
+        """Redis goes away, once the SCANs ahead have had the time to fill their queue."""
+        time.sleep(0.2)
+        raise redis.ConnectionError("Redis went away")
+
+    monkeypatch.setattr(redis.Redis, "scan", counting_scan)
+    monkeypatch.setattr(redis.Redis, "unlink", failing_unlink)
+    calls: list[tuple[int, int | None]] = []
+
+    with pytest.raises(redis.ConnectionError, match="Redis went away"):
+        store.clear(lambda removed, total: calls.append((removed, total)))
+
+    monkeypatch.undo()
+    assert calls == []
+    # The batch that failed, those queued behind it and the one waiting for room were found, and
+    # at most what else the SCAN replies that completed that one held.
+    ahead = cache_keys.BATCH * (cache_keys.SCANNED_AHEAD + 2)
+    assert ahead <= found <= ahead + 2 * cache_keys.SCAN_COUNT
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("release-")]
+    assert store.count() == count
 
 
 def suffixed_key(key: str, key_prefix: str, version: int) -> str:
