@@ -410,8 +410,8 @@ def redis_sessions(settings: Settings, redis_alias: str, count: int) -> CacheSes
 def test_redis_scan_fails_while_an_unlink_is_under_way(
     redis_alias: str, settings: Settings, installed: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The UNLINK of one batch goes on while the next keys are read: when reading fails, the
-    UNLINK already sent is waited for and counted before the error is raised."""
+    """The next keys are read while a batch is UNLINKed: when reading fails, the batches found
+    before it are still UNLINKed and counted before the error is raised."""
     import redis
 
     count = 3 * cache_keys.BATCH
