@@ -127,9 +127,10 @@ class Options:
     keep: bool = False
     per_object_sample: int = 2000
     redis_others: int = 100_000
-    # Of each, alternating: with 11, the medians of two runs of the same code moved by 4 % (MariaDB
-    # 1.025x and 1.069x), about what a release with nothing to do adds (9 ms of 0.4 s).
-    noop_repeats: int = 21
+    # Repeats of a release and two `migrate` runs (noop.py): with 21 of a release and a `migrate`,
+    # two runs of the same code gave 1.025x and 1.069x, and `migrate` against itself 0.982x and
+    # 0.991x, about what a release with nothing to do adds (9 ms of 0.4 s).
+    noop_repeats: int = 41
     startup_repeats: int = 5
     http_seconds: float = 5.0  # each wrk run (whole seconds: wrk's own unit)
     http_rounds: int = 12

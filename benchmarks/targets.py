@@ -235,8 +235,10 @@ class Checker:
         assert ratio is not None
         assert noop.release_median is not None
         assert noop.migrate_median is not None
-        measured = f"{noop.release_median:.3f} s vs {noop.migrate_median:.3f} s = {ratio:.3f}x" + (
-            ", and it recorded a logout" if noop.logged_out else ""
+        measured = (
+            f"{noop.release_median:.3f} s vs {noop.migrate_median:.3f} s = {ratio:.3f}x"
+            + (f" (`migrate` against itself: {noop.calibration:.3f}x)" if noop.calibration else "")
+            + (", and it recorded a logout" if noop.logged_out else "")
         )
         self.add(target, measured, verdict(ratio <= NOOP_MAX_RATIO and not noop.logged_out))
 
