@@ -217,8 +217,8 @@ class PostgreSQL(Database):
         """In `connection`'s open transaction: TRUNCATE `table` where its lock is had in time;
         the transaction's id if it was emptied. The lock is asked for inside PL/pgSQL, which
         catches its refusal: an error that reached the client would be an ERROR line in the
-        server's log (on Heroku, the app's log stream) for each of up to TRUNCATE_ATTEMPTS
-        attempts."""
+        server's log (on Heroku, the app's log stream) for each of the hundreds of attempts a
+        busy table can take."""
         wait = "NOWAIT" if lock_timeout_ms is None else ""
         with connection.cursor() as cursor:
             if lock_timeout_ms is not None:
