@@ -7,7 +7,7 @@ On a quiet 2-core machine, one `migrate` took 0.43 s to 0.90 s (a tenth of the r
 a tenth over 0.72 s), and its CPU time followed its wall time (correlation 0.998): the same work
 at whatever speed the machine's CPU gave it. `migrate` against itself measured 0.987x and 1.018x
 in two sets of 61 runs each, 0.982x and 0.991x in two of 21: the resolution of this comparison,
-against the 9-10 ms the release step adds to a 0.5 s process (2 %)."""
+against the 9-14 ms the release step adds to a 0.5 s process (2 %)."""
 
 from __future__ import annotations
 

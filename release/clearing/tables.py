@@ -203,7 +203,7 @@ class SessionTable:
         try:
             with self.db.truncating(self.table) as attempt:
                 free_until = time.monotonic() + FREE_SECONDS
-                while attempts == 0 or time.monotonic() < free_until:
+                while time.monotonic() < free_until:
                     attempts += 1
                     if attempt(None):
                         return None
