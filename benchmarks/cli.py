@@ -37,6 +37,16 @@ def methods(text: str) -> list[str]:
     return values
 
 
+def positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from error
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks",
@@ -66,6 +76,12 @@ def parser() -> argparse.ArgumentParser:
         "--out", type=Path, help="directory for the results (default benchmarks/results/<time>)"
     )
     p.add_argument("--keep", action="store_true", help="keep the databases at the end")
+    p.add_argument(
+        "--repeats",
+        type=positive,
+        help="runs of each method at each size, on a store filled afresh, the median reported "
+        "(default 3; once for the per-object loop and with login records)",
+    )
     p.add_argument("--per-object-sample", type=int, help="rows the per-object loop deletes")
     p.add_argument("--redis-others", type=int, help="unrelated Redis keys (default 100000)")
     p.add_argument("--http-seconds", type=float, help="seconds of each wrk run, whole (default 5)")
@@ -83,7 +99,8 @@ def options_from(argv: list[str]) -> Options:
     args = parser().parse_args(argv)
     options = Options.for_smoke() if args.smoke else Options()
     options.smoke = args.smoke
-    for name in ("sizes", "backends", "methods", "out", "per_object_sample", "redis_others"):
+    names = ("sizes", "backends", "methods", "out", "per_object_sample", "redis_others", "repeats")
+    for name in names:
         if getattr(args, name) is not None:
             setattr(options, name, getattr(args, name))
     if args.http_seconds is not None:

@@ -132,6 +132,8 @@ class Options:
     # 0.991x, about what a release with nothing to do adds (9 ms of 0.4 s).
     noop_repeats: int = 41
     startup_repeats: int = 5
+    # Runs of each method at each size, on a store filled afresh (methods.runs_of()).
+    repeats: int = 3
     http_seconds: float = 5.0  # each wrk run (whole seconds: wrk's own unit)
     http_rounds: int = 12
     http_refresh: int = 2  # rounds between fresh server processes
@@ -153,6 +155,7 @@ class Options:
             redis_others=1000,
             noop_repeats=2,
             startup_repeats=1,
+            repeats=2,
             http_seconds=1.0,
             http_rounds=2,
             http_refresh=1,

@@ -279,9 +279,48 @@ class Window:
     rest_worst_ms: float | None
     created: int
     error_samples: list[str] = field(default_factory=list)
+    # Each operation's wait (ms), during and at rest: for merging the windows of several runs.
+    waits_ms: list[float] = field(default_factory=list, repr=False)
+    rest_waits_ms: list[float] = field(default_factory=list, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k not in {"waits_ms", "rest_waits_ms"}}
+
+    @classmethod
+    def merged(cls, windows: list[Window]) -> Window:
+        """The windows of several runs of one method as one: the percentiles and the worst wait
+        over all their operations, and the lowest rate of any (each run must be a busy site)."""
+        first = windows[0]
+        waits = [w for window in windows for w in window.waits_ms]
+        rest = [w for window in windows for w in window.rest_waits_ms]
+
+        def lowest(rates: list[float | None]) -> float | None:
+            return None if None in rates else min(r for r in rates if r is not None)
+
+        return cls(
+            ops=sum(w.ops for w in windows),
+            p50_ms=percentile(waits, 0.50),
+            p99_ms=percentile(waits, 0.99),
+            worst_ms=max(waits, default=None),
+            errors=sum(w.errors for w in windows),
+            interrupted=sum(w.interrupted for w in windows),
+            atomic=sum(w.atomic for w in windows),
+            ops_per_second=lowest([w.ops_per_second for w in windows]),
+            before_ops_per_second=lowest([w.before_ops_per_second for w in windows]),
+            target_ops_per_second=first.target_ops_per_second,
+            offered_ops_per_second=first.offered_ops_per_second,
+            workers=first.workers,
+            failed_workers=sum(w.failed_workers for w in windows),
+            rest_seconds=sum(w.rest_seconds for w in windows),
+            rest_ops=len(rest),
+            rest_p50_ms=percentile(rest, 0.50),
+            rest_p99_ms=percentile(rest, 0.99),
+            rest_worst_ms=max(rest, default=None),
+            created=sum(w.created for w in windows),
+            error_samples=[e for w in windows for e in w.error_samples][:5],
+            waits_ms=waits,
+            rest_waits_ms=rest,
+        )
 
 
 def shortfall(live: dict[str, Any], *, during: bool) -> str | None:
@@ -435,6 +474,8 @@ class LiveSite:
             rest_worst_ms=max(at_rest, default=None),
             created=int(self.data.get("created", 0)),
             error_samples=list(self.data.get("errors", []))[:5],
+            waits_ms=waits,
+            rest_waits_ms=at_rest,
         )
 
 

@@ -182,6 +182,9 @@ def clear_table(results: Results) -> list[str]:
         notes = []
         if m.extrapolated:
             notes.append(f"{m.sample:,} rows timed")
+        if len(m.runs) > 1:
+            times = ", ".join(number(run["end_to_end_seconds"]) for run in m.runs)
+            notes.append(f"{len(m.runs)} runs, end to end {times} s: the median's row")
         if m.live.get("errors"):
             notes.append(f"failed live ops: {m.live['errors']}")
         if m.live.get("interrupted"):
@@ -396,7 +399,10 @@ def markdown(results: Results) -> str:
         "others may stall the site). *Waits*: of the operations that overlapped the command, "
         "less the deliberate hold. *At rest*: the waits of the same load alone, with nothing "
         "else running, over a period just before each release (`--rest-seconds`, 30 by "
-        "default): what this machine gives the site without the release.",
+        "default): what this machine gives the site without the release. *Runs*: each method "
+        "but the per-object loop and those with login records runs several times at each size "
+        "(`--repeats`, 3 by default), on a store filled afresh each time; its row is the run "
+        "with the median end-to-end time, its live columns the operations of every run.",
         "",
         *clear_table(results),
         "",
@@ -406,7 +412,8 @@ def markdown(results: Results) -> str:
         "reports in `release --json` (`steps`): waiting for the release lock, reading the "
         "history and deciding, the clear, the final removal of what was saved meanwhile, and "
         "recording (the final transaction, its COMMIT included); the rest is starting Python "
-        "and Django, the system checks and exiting.",
+        "and Django, the system checks and exiting. Where the method ran more than once, the run "
+        "with the median end-to-end time.",
         "",
         *breakdown_table(results),
         "",

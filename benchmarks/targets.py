@@ -56,6 +56,14 @@ def ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:,.1f} ms"
 
 
+def median_of(*measurements: Measurement) -> str:
+    """Says which run a ratio is between, where the methods ran more than once."""
+    counts = sorted({len(m.runs) for m in measurements if len(m.runs) > 1})
+    if not counts:
+        return ""
+    return f"the median of {' and '.join(str(c) for c in counts)} runs each: "
+
+
 class Checker:
     def __init__(
         self, measurements: list[Measurement], noops: list[Noop], http: Throughput | None
@@ -135,7 +143,8 @@ class Checker:
         ratio = ours.end_to_end_seconds / other.end_to_end_seconds
         own = ours.clear_seconds / other.clear_seconds if other.clear_seconds else None
         measured = (
-            f"end to end {ours.end_to_end_seconds:.2f} s vs {other.end_to_end_seconds:.2f} s "
+            median_of(ours, other)
+            + f"end to end {ours.end_to_end_seconds:.2f} s vs {other.end_to_end_seconds:.2f} s "
             f"= {ratio:.2f}x (own account {ours.clear_seconds:.2f} s vs "
             f"{other.clear_seconds:.2f} s" + (f" = {own:.2f}x)" if own is not None else ")")
         )
@@ -157,7 +166,8 @@ class Checker:
             return
         live = ours.live
         measured = (
-            f"worst {ms(live['worst_ms'])}, p99 {ms(live['p99_ms'])}, p50 {ms(live['p50_ms'])}; "
+            (f"over {len(ours.runs)} runs: " if len(ours.runs) > 1 else "")
+            + f"worst {ms(live['worst_ms'])}, p99 {ms(live['p99_ms'])}, p50 {ms(live['p50_ms'])}; "
             f"{live['ops']} ops at {live['ops_per_second'] or 0:,.0f} ops/s"
         )
         if live.get("errors"):

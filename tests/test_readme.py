@@ -171,3 +171,22 @@ def test_big_tables_gives_the_clear_s_own_numbers() -> None:
     assert f"(`vacuum_cost_delay` {PostgreSQL.VACUUM_COST_DELAY_MS} ms;" in text
     vacuum_wait = PostgreSQL.VACUUM_LOCK_TIMEOUT_MS / 1000
     assert f"waited for {vacuum_wait:g} s at most, then the release goes on without" in text
+
+
+def test_benchmark_options_are_the_suites() -> None:
+    """Every option of `python -m benchmarks` is in the README's Performance section, and every
+    option that section gives the suite exists."""
+    from benchmarks.cli import parser
+
+    suite = {
+        action.option_strings[-1]
+        for action in parser()._actions
+        if action.option_strings and action.option_strings[-1] != "--help"
+    }
+    text = section("## Performance")
+    intro = text[: text.index("#### Targets")]
+    # The fs_stall helper's and the release command's own options are not the suite's.
+    mentioned = set(re.findall(r"`(--[a-z][a-z-]+)", intro)) - {"--skip-migrate", "--json"}
+
+    assert suite <= mentioned, suite - mentioned
+    assert mentioned <= suite, mentioned - suite
