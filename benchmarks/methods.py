@@ -306,20 +306,13 @@ def _repeated(method: Method, backend: Backend, n: int, options: Options) -> Mea
     return combined(runs)
 
 
-def _time_of(m: Measurement) -> float:
-    """What runs are ordered by: end to end, else (extrapolated) the clear."""
-    for seconds in (m.end_to_end_seconds, m.clear_seconds):
-        if seconds is not None:
-            return seconds
-    return 0.0
-
-
 def combined(runs: list[tuple[Measurement, Window]]) -> Measurement:
     """One measurement of several runs: the first that failed, else the run with the median
     end-to-end time (the lower of the two middle ones), with the live waits of every run, the
     highest peak memory, and the most sessions any run left."""
     failed = [m for m, _ in runs if m.status != "ok"]
-    ordered = sorted(runs, key=lambda run: _time_of(run[0]))
+    # Only a run that went through has an end-to-end time, and only those are ordered.
+    ordered = sorted(runs, key=lambda run: run[0].end_to_end_seconds or 0.0)
     chosen = failed[0] if failed else ordered[(len(ordered) - 1) // 2][0]
     measurements = [m for m, _ in runs]
     return replace(

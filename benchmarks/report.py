@@ -399,11 +399,10 @@ def markdown(results: Results) -> str:
         "others may stall the site). *Waits*: of the operations that overlapped the command, "
         "less the deliberate hold. *At rest*: the waits of the same load alone, with nothing "
         "else running, over a period just before each release's first run (`--rest-seconds`, "
-        "30 by "
-        "default): what this machine gives the site without the release. *Runs*: each method "
-        "but the per-object loop and those with login records runs several times at each size "
-        "(`--repeats`, 3 by default), on a store filled afresh each time; its row is the run "
-        "with the median end-to-end time, its live columns the operations of every run.",
+        "30 by default): what this machine gives the site without the release. *Runs*: each "
+        "method but the per-object loop and those with login records runs several times at "
+        "each size (`--repeats`, 3 by default), on a store filled afresh each time; its row is "
+        "the run with the median end-to-end time, its live columns the operations of every run.",
         "",
         *clear_table(results),
         "",
