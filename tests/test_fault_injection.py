@@ -5,6 +5,7 @@ a session was touched."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from django.contrib.sessions.models import Session
 from django.core.cache import caches
 from django.core.management import CommandError
@@ -20,6 +22,7 @@ from django.db import DatabaseError
 from pytest_django.fixtures import Settings
 
 from release.clearing import keys as cache_keys
+from release.clearing import redis_wire
 from release.locking import has_session_lock
 from release.models import AppliedMarker, Logout
 from tests.conftest import (
@@ -144,25 +147,50 @@ def redis_sessions(prefix: str) -> int:
     return sum(1 for _ in client.scan_iter(match=f"{prefix}:*sessions.cache*", count=5000))
 
 
+def client_path(patched: pytest.MonkeyPatch) -> None:
+    """The clear through redis-py's client, as for a client without a pool of connections."""
+    patched.setattr(redis_wire, "connection", lambda client: contextlib.nullcontext(None))
+
+
+@needs_redis
+@pytest.mark.parametrize("fail_at", [1, 3, 5])
+def test_cache_engine_on_redis(
+    installed: None, settings: Settings, redis_cache: str, fail_at: int
+) -> None:
+    """The connection fails at a write with no UNLINK under way: the first SCAN, the first
+    UNLINK, the second UNLINK (the writes between are the next SCANs)."""
+    settings.RELEASE_SESSION_ENGINE = CACHE
+    total = 2 * cache_keys.BATCH + cache_keys.BATCH // 2
+    seed_redis("redis", total)
+    fault = redis.ConnectionError("Redis went away")
+
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(redis_wire.Wire, "send", failing_on(fail_at, redis_wire.Wire.send, fault))
+        message = logout_failed(settings, "2")
+
+    gone = total - redis_sessions(redis_cache)
+    assert removed_in(message) == gone
+    assert (gone > 0) == (fail_at == 5)
+    assert "Redis went away" in message
+    logout_finishes(settings, "2")
+    assert redis_sessions(redis_cache) == 0
+
+
 @needs_redis
 @pytest.mark.parametrize("fail_at", [1, 2, 3])
-def test_cache_engine_on_redis(
+def test_cache_engine_on_redis_through_the_client(
     installed: None, settings: Settings, redis_cache: str, fail_at: int
 ) -> None:
     """Keys for two and a half UNLINKs go in three; the fault comes at the first, second or
     third."""
-    import redis
-
     settings.RELEASE_SESSION_ENGINE = CACHE
     total = 2 * cache_keys.BATCH + cache_keys.BATCH // 2
     seed_redis("redis", total)
+    fault = redis.ConnectionError("Redis went away")
 
     with pytest.MonkeyPatch.context() as patched:
-        patched.setattr(
-            redis.Redis,
-            "unlink",
-            failing_on(fail_at, redis.Redis.unlink, redis.ConnectionError("Redis went away")),
-        )
+        client_path(patched)
+        patched.setattr(redis.Redis, "unlink", failing_on(fail_at, redis.Redis.unlink, fault))
         message = logout_failed(settings, "2")
 
     gone = total - redis_sessions(redis_cache)
@@ -176,17 +204,14 @@ def test_cache_engine_on_redis(
 def test_cached_db_fails_between_the_rows_and_the_cached_copies(
     installed: None, settings: Settings, redis_cache: str
 ) -> None:
-    import redis
-
     settings.RELEASE_SESSION_ENGINE = CACHED_DB
     make_sessions(5)
 
     with pytest.MonkeyPatch.context() as patched:
         patched.setattr(
-            redis.Redis, "unlink", failing_on(1, redis.Redis.unlink, redis.ConnectionError("down"))
-        )
-        patched.setattr(
-            redis.Redis, "scan", failing_on(1, redis.Redis.scan, redis.ConnectionError("down"))
+            redis_wire.Wire,
+            "send",
+            failing_on(1, redis_wire.Wire.send, redis.ConnectionError("down")),
         )
         message = logout_failed(settings, "2")
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from importlib import import_module
@@ -28,7 +26,7 @@ from django.utils.crypto import get_random_string
 from pytest_django.fixtures import Settings
 
 from release import guard
-from release.clearing import clearer_for
+from release.clearing import clearer_for, redis_wire
 from release.clearing import keys as cache_keys
 from release.clearing.cache import CacheSessions
 from release.clearing.file import FileSessions
@@ -371,7 +369,7 @@ def test_redis_logout_removes_only_the_engines_session_keys(
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("redis_alias", REDIS_ALIASES, indirect=True)
-def test_redis_progress_after_each_unlink_batch(
+def test_redis_progress_after_each_unlink(
     redis_alias: str, raw_keys: RawKeys, settings: Settings, installed: None
 ) -> None:
     settings.RELEASE_SESSION_ENGINE = CACHE
@@ -391,7 +389,13 @@ def test_redis_progress_after_each_unlink_batch(
     cleared = store.clear(lambda removed, total: calls.append((removed, total)))
 
     assert cleared.removed == count
-    assert calls == [(cache_keys.BATCH, None), (2 * cache_keys.BATCH, None), (count, None)]
+    # An UNLINK after each SCAN step that found session keys, of what that step found.
+    removed = [removed for removed, _ in calls]
+    steps = [after - before for before, after in zip([0, *removed], removed, strict=False)]
+    assert removed[-1] == count
+    assert len(removed) > 1
+    assert all(0 < step <= 2 * cache_keys.SCAN_COUNT for step in steps), steps
+    assert {total for _, total in calls} == {None}
     assert store.count() == 0
     assert cache.get(prefix + "_stats0") == 0
 
@@ -407,89 +411,41 @@ def redis_sessions(settings: Settings, redis_alias: str, count: int) -> CacheSes
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("redis_alias", REDIS_ALIASES, indirect=True)
-def test_redis_scan_fails_while_an_unlink_is_under_way(
+def test_redis_connection_lost_between_unlinks(
     redis_alias: str, settings: Settings, installed: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The next keys are read while a batch is UNLINKed: when reading fails, the batches found
-    before it are still UNLINKed and counted before the error is raised."""
+    """Redis drops the clear's connection after its first UNLINK (a CLIENT KILL from another
+    connection, as a failover or a server's restart would): the error is raised, and what was
+    counted is exactly what is gone."""
     import redis
 
-    count = 3 * cache_keys.BATCH
+    count = 5 * cache_keys.BATCH
     store = redis_sessions(settings, redis_alias, count)
-    scan, unlink = redis.Redis.scan, redis.Redis.unlink
-    found = 0
-    unlinked: list[int] = []
+    wires: list[redis_wire.Wire] = []
+    made = redis_wire.Wire.__init__
 
-    def failing_scan(client: Any, *args: Any, **kwargs: Any) -> Any:
-        """SCAN, until the first batch is complete: then Redis goes away."""
-        nonlocal found
-        if found >= cache_keys.BATCH:
-            raise redis.ConnectionError("Redis went away")
-        cursor, keys = scan(client, *args, **kwargs)
-        found += len(keys)
-        return cursor, keys
+    def kept(wire: redis_wire.Wire, sock: Any) -> None:
+        made(wire, sock)
+        wires.append(wire)
 
-    def slow_unlink(client: Any, *names: Any) -> int:
-        """UNLINK, still under way when the next SCAN fails."""
-        time.sleep(0.2)
-        removed: int = unlink(client, *names)
-        unlinked.append(removed)
-        return removed
+    monkeypatch.setattr(redis_wire.Wire, "__init__", kept)
+    killer = redis.Redis.from_url(settings.REDIS_URL)
+    calls: list[int] = []
 
-    monkeypatch.setattr(cache_keys, "SCAN_COUNT", 500)
-    monkeypatch.setattr(redis.Redis, "scan", failing_scan)
-    monkeypatch.setattr(redis.Redis, "unlink", slow_unlink)
-    calls: list[tuple[int, int | None]] = []
+    def progress(removed: int, total: int | None) -> None:
+        calls.append(removed)
+        if len(calls) == 1:
+            host, port = wires[0].sock.getsockname()[:2]
+            killer.client_kill(f"{host}:{port}")
 
-    with pytest.raises(redis.ConnectionError, match="Redis went away"):
-        store.clear(lambda removed, total: calls.append((removed, total)))
+    with pytest.raises(redis.ConnectionError):
+        store.clear(progress)
 
     monkeypatch.undo()
-    assert unlinked == [cache_keys.BATCH]
-    assert calls == [(cache_keys.BATCH, None)]
-    assert store.count() == count - cache_keys.BATCH
-
-
-@pytest.mark.django_db
-@pytest.mark.parametrize("redis_alias", REDIS_ALIASES, indirect=True)
-def test_redis_unlink_fails_and_the_scanning_stops(
-    redis_alias: str, settings: Settings, installed: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The SCANs run at most SCANNED_AHEAD batches ahead of the UNLINKs: when an UNLINK fails,
-    the scanning stops there instead of reading the rest of the keys, and nothing is counted."""
-    import redis
-
-    count = 20 * cache_keys.BATCH
-    store = redis_sessions(settings, redis_alias, count)
-    scan = redis.Redis.scan
-    found = 0
-
-    def counting_scan(client: Any, *args: Any, **kwargs: Any) -> Any:
-        nonlocal found
-        cursor, keys = scan(client, *args, **kwargs)
-        found += len(keys)
-        return cursor, keys
-
-    def failing_unlink(client: Any, *names: Any) -> int:
-        """Redis goes away, once the SCANs ahead have had the time to fill their queue."""
-        time.sleep(0.2)
-        raise redis.ConnectionError("Redis went away")
-
-    monkeypatch.setattr(redis.Redis, "scan", counting_scan)
-    monkeypatch.setattr(redis.Redis, "unlink", failing_unlink)
-    calls: list[tuple[int, int | None]] = []
-
-    with pytest.raises(redis.ConnectionError, match="Redis went away"):
-        store.clear(lambda removed, total: calls.append((removed, total)))
-
-    monkeypatch.undo()
-    assert calls == []
-    # The batch that failed, those queued behind it and the one waiting for room were found, and
-    # at most what else the SCAN replies that completed that one held.
-    ahead = cache_keys.BATCH * (cache_keys.SCANNED_AHEAD + 2)
-    assert ahead <= found <= ahead + 2 * cache_keys.SCAN_COUNT
-    assert not [thread for thread in threading.enumerate() if thread.name.startswith("release-")]
-    assert store.count() == count
+    killer.close()
+    assert len(calls) == 1
+    assert 0 < calls[0] < count
+    assert store.count() == count - calls[0]
 
 
 def suffixed_key(key: str, key_prefix: str, version: int) -> str:

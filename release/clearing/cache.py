@@ -66,7 +66,5 @@ class CacheSessions:
             )
         client = session_keys.redis_client(self.cache)
         return Cleared(
-            session_keys.unlink_matching(
-                client, keys.pattern, progress=progress, select=keys.select
-            )
+            session_keys.unlink_matching(client, keys.pattern, progress=progress, keys=keys)
         )

@@ -3,11 +3,8 @@ key, and removing them from Redis without touching any other key."""
 
 from __future__ import annotations
 
-import queue
 import re
-import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from itertools import chain, islice
 from typing import Any
 
@@ -17,19 +14,15 @@ from django.core.cache.backends.redis import RedisCache
 from release.clearing.base import Progress
 from release.guard import KEY_CHARS, KEY_LENGTH
 
-# Keys per UNLINK: small enough that memory does not grow with the number of keys and Redis is
-# never blocked for long. A million keys beside the live load, three runs each: 1,000 cleared as
-# fast as 5,000 (8.3-9.0 s against 8.3-9.7 s), with the site's worst wait 30-47 ms against
-# 80-107 ms and p99 14-20 ms against 43-61 ms.
+# Keys per UNLINK (per SCAN step on redis_wire's connection: about SCAN_COUNT): small enough
+# that memory does not grow with the number of keys and Redis is never blocked for long. A
+# million keys beside the live load, three runs each: 1,000 cleared as fast as 5,000 (8.3-9.0 s
+# against 8.3-9.7 s), with the site's worst wait 30-47 ms against 80-107 ms and p99 14-20 ms
+# against 43-61 ms.
 BATCH = 1000
 # The COUNT of each SCAN step: a bound on how long each one blocks Redis, whose cost per key is
 # much the same whatever the COUNT.
 SCAN_COUNT = BATCH
-# Batches found and not yet UNLINKed: enough that Redis always has the next command waiting (a
-# million keys beside 100,000 others in 1.11x the time Redis itself spent on them, against 1.34x
-# when each SCAN waited for the UNLINK before it), few enough that memory stays flat.
-SCANNED_AHEAD = 2
-_SCANNED_ALL = object()
 
 # Django's own session keys: get_random_string(32, VALID_KEY_CHARS) in SessionBase; the guard
 # makes keys of KEY_LENGTH characters from the same characters (KEY_CHARS).
@@ -60,6 +53,28 @@ class SessionKeys:
         # Compiled once: matching is the whole per-key cost of a clear over millions of keys.
         self._text = re.compile(text).fullmatch
         self._bytes = re.compile(text.encode()).fullmatch
+        self.run = self._run(before.encode(), after.encode())
+
+    @staticmethod
+    def _run(before: bytes, after: bytes) -> re.Pattern[bytes] | None:
+        """RESP bulk strings in a row, each one of these names: the part of a SCAN reply read
+        as bytes (`redis_wire`) that can go into an UNLINK as it is. None where the name's
+        fixed parts hold a line break, which `redis_wire` counts the names by."""
+        if any(char in before + after for char in (b"\r", b"\n")):
+            return None
+        key_char = b"[" + b"".join(re.escape(bytes([char])) for char in KEY_CHARS.encode()) + b"]"
+        names = (
+            b"\\$%d\r\n%s%s{%d}%s\r\n"
+            % (
+                len(before) + length + len(after),
+                re.escape(before),
+                key_char,
+                length,
+                re.escape(after),
+            )
+            for length in SESSION_KEY_LENGTHS
+        )
+        return re.compile(b"(?:" + b"|".join(names) + b")*")
 
     @property
     def pattern(self) -> str:
@@ -142,49 +157,36 @@ def count_matching(client: Any, pattern: str, select: Select | None = None) -> i
 def unlink_matching(
     client: Any,
     pattern: str,
-    batch: int = BATCH,
     progress: Progress | None = None,
-    select: Select | None = None,
+    keys: SessionKeys | None = None,
 ) -> int:
-    """SCAN for `pattern` and UNLINK what it finds (what `select` keeps, if given), `batch` keys
-    at a time, calling `progress` with the running total after each UNLINK; returns the count.
+    """SCAN for `pattern` and UNLINK what it finds (only `keys`' names, if given), a SCAN step at
+    a time, calling `progress` with the running total after each UNLINK; returns the count. The
+    running total is always what is gone: an UNLINK that fails is not counted, and stops it.
 
-    A thread of its own SCANs (on a connection of its own from the client's pool) and hands the
-    batches over, at most SCANNED_AHEAD of them, while this one UNLINKs them in order: Redis has
-    the next command waiting while each process parses a reply and filters it, instead of idling.
-    The running total is always what is gone: an UNLINK that fails is not counted and stops the
-    scanning; a SCAN that fails is raised after the UNLINKs of what was found before it."""
-    scanned: queue.Queue[Any] = queue.Queue(maxsize=SCANNED_AHEAD)
-    stopped = threading.Event()
+    On a connection of its own, read as bytes (`redis_wire`), where the client's pool can make
+    one; else through the client, a batch of BATCH keys at a time."""
 
-    def hand_over(item: Any) -> bool:
-        while not stopped.is_set():
-            try:
-                scanned.put(item, timeout=0.05)
-            except queue.Full:
-                continue
-            return True
-        return False
+    def report(removed: int) -> None:
+        if progress is not None:
+            progress(removed, None)
 
-    def scan_ahead() -> None:
-        try:
-            for keys in batched(scan(client, pattern, select), batch):
-                if not hand_over(keys):
-                    return
-        finally:
-            hand_over(_SCANNED_ALL)
+    from release.clearing import redis_wire  # redis-py is installed where there is a client
 
+    with redis_wire.connection(client) as wire:
+        if wire is not None:
+            return redis_wire.unlink_scanned(
+                wire,
+                pattern,
+                SCAN_COUNT,
+                None if keys is None else keys.run,
+                None if keys is None else keys.matches,
+                report,
+            )
     removed = 0
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="release-scan") as scanner:
-        scanning = scanner.submit(scan_ahead)
-        try:
-            while (keys := scanned.get()) is not _SCANNED_ALL:
-                removed += client.unlink(*keys)
-                if progress is not None:
-                    progress(removed, None)
-        finally:
-            stopped.set()
-        scanning.result()
+    for found in batched(scan(client, pattern, None if keys is None else keys.select), BATCH):
+        removed += client.unlink(*found)
+        report(removed)
     return removed
 
 

@@ -1,0 +1,234 @@
+"""SCAN and UNLINK written and read as bytes on a connection of the client's own making.
+
+redis-py turns each key of a SCAN reply into a Python object and packs each key of an UNLINK
+again, which at a million keys costs the release more time than Redis spends on them. Here the
+connection is still redis-py's (its host, TLS, password and database, from the client's pool), but
+each reply is read as bytes: the session keys in it are picked out by one regular expression over
+the reply and sent back in the UNLINK as they came, and a key that is not a session key's is only
+read past. A RESP3 push that arrives between the replies (an invalidation, a maintenance notice)
+is read past.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from inspect import signature
+from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import InvalidResponse, ResponseError
+
+# What one recv() may take: a SCAN reply of a thousand keys is about 60 KB.
+RECEIVE_BYTES = 1 << 20
+
+Progress = Callable[[int], None]
+
+
+def command(*parts: bytes) -> bytes:
+    return b"*%d\r\n" % len(parts) + b"".join(
+        b"$%d\r\n%s\r\n" % (len(part), part) for part in parts
+    )
+
+
+class Wire:
+    """The socket of one connection: commands written whole, replies read from a buffer."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.received = bytearray()
+        self.at = 0  # how far into `received` the reply being read has been read
+
+    def send(self, *commands: bytes) -> None:
+        try:
+            self.sock.sendall(b"".join(commands))
+        except OSError as error:
+            raise RedisConnectionError(f"Error while writing to Redis: {error}.") from error
+
+    def _receive(self) -> None:
+        try:
+            chunk = self.sock.recv(RECEIVE_BYTES)
+        except OSError as error:
+            raise RedisConnectionError(f"Error while reading from Redis: {error}.") from error
+        if not chunk:
+            raise RedisConnectionError("Redis closed the connection.")
+        self.received += chunk
+
+    def _line(self) -> bytes:
+        while (end := self.received.find(b"\r\n", self.at)) < 0:
+            self._receive()
+        line = bytes(self.received[self.at : end])
+        self.at = end + 2
+        return line
+
+    def _wait_for(self, end: int) -> None:
+        while len(self.received) < end:
+            self._receive()
+
+    def _skip(self, values: int) -> None:
+        """Read past `values` RESP values of any type."""
+        for _ in range(values):
+            line = self._line()
+            kind = line[:1]
+            if kind in (b"$", b"=", b"!") and line != b"$-1":
+                self._wait_for(self.at + _size(line, "a push") + 2)
+                self.at += _size(line, "a push") + 2
+            elif kind in (b"*", b"~", b">"):
+                self._skip(_size(line, "a push"))
+            elif kind in (b"%", b"|"):
+                self._skip(2 * _size(line, "a push"))
+
+    def _header(self, kind: bytes, command: str) -> int:
+        line = self._line()
+        # RESP3 can send a push (an invalidation, a maintenance notice) between replies, and
+        # attributes before one: neither is the reply.
+        while line[:1] in (b">", b"|"):
+            self._skip(_size(line, command) * (2 if line[:1] == b"|" else 1))
+            line = self._line()
+        if line[:1] == b"-":
+            raise ResponseError(line[1:].decode(errors="replace"))
+        if line[:1] != kind:
+            raise _unexpected(line, command)
+        return _size(line, command)
+
+    def _bulk(self, command: str) -> bytes:
+        length = self._header(b"$", command)
+        start, end = self.at, self.at + length
+        self._wait_for(end + 2)
+        self.at = end + 2
+        return bytes(self.received[start:end])
+
+    def _done(self) -> None:
+        del self.received[: self.at]
+        self.at = 0
+
+    def integer(self, command: str) -> int:
+        value = self._header(b":", command)
+        self._done()
+        return value
+
+    def scan_cursor(self) -> tuple[bytes, int]:
+        """The start of a SCAN reply: the next cursor, and how many names follow it."""
+        if self._header(b"*", "SCAN") != 2:
+            raise InvalidResponse("Redis answered SCAN with other than a cursor and names.")
+        cursor = self._bulk("SCAN")
+        return cursor, self._header(b"*", "SCAN")
+
+    def scan_names(
+        self, left: int, run: re.Pattern[bytes] | None, keep: Callable[[bytes], object] | None
+    ) -> tuple[list[bytes], int]:
+        """The rest of a SCAN reply, its `left` names: those kept, as RESP bulk strings (ready
+        to follow an UNLINK's header), and how many they are. `run` matches any number of bulk
+        strings in a row that are all to be kept, so that most of a reply is taken in one
+        match; the rest is read a name at a time and kept when `keep` says so (or always,
+        without it)."""
+        kept: list[bytes] = []
+        count = 0
+        while left > 0:
+            if run is not None:
+                taken = run.match(self.received, self.at)
+                if taken is not None and taken.end() > self.at:
+                    names = self.received[self.at : taken.end()]
+                    # A name here has no line break in it: two per bulk string.
+                    many = names.count(b"\r\n") // 2
+                    if many > left:
+                        raise InvalidResponse("Redis answered SCAN with more names than it said.")
+                    kept.append(bytes(names))
+                    count += many
+                    left -= many
+                    self.at = taken.end()
+                    continue
+            # Not yet all received, or not a name to keep.
+            name = self._bulk("SCAN")
+            left -= 1
+            if keep is None or keep(name):
+                kept.append(b"$%d\r\n%s\r\n" % (len(name), name))
+                count += 1
+        self._done()
+        return kept, count
+
+
+def _size(line: bytes, command: str) -> int:
+    """The count or length a RESP header line gives."""
+    try:
+        size = int(line[1:])
+    except ValueError:
+        raise _unexpected(line, command) from None
+    if size < 0:
+        raise _unexpected(line, command)
+    return size
+
+
+def _unexpected(line: bytes, command: str) -> InvalidResponse:
+    return InvalidResponse(
+        f"Redis answered {command} with {line[:80]!r}, which is not a reply to {command}; the "
+        "connection was closed. Run the release again."
+    )
+
+
+@contextmanager
+def connection(client: Any) -> Iterator[Wire | None]:
+    """A Wire on a connection from `client`'s pool, closed after (so that the pool never hands
+    out a connection that was read past its own parser); None where the client has no such
+    pool (a cluster client, say) or the connection no socket of its own (client-side caching)."""
+    pool = getattr(client, "connection_pool", None)
+    if pool is None:
+        yield None
+        return
+    # redis-py 5 asks for the command's name, later versions warn when given one.
+    named = signature(pool.get_connection).parameters.get("command_name")
+    asks_name = named is not None and named.default is named.empty
+    made = pool.get_connection("SCAN") if asks_name else pool.get_connection()
+    try:
+        # Connected afresh: redis-py's parser may already hold bytes it read from the socket.
+        made.disconnect()
+        made.connect()
+        sock = getattr(made, "_sock", None)
+        yield Wire(sock) if isinstance(sock, socket.socket) else None
+    finally:
+        try:
+            made.disconnect()
+        finally:
+            pool.release(made)
+
+
+def unlink_scanned(
+    wire: Wire,
+    pattern: str,
+    count: int,
+    run: re.Pattern[bytes] | None,
+    keep: Callable[[bytes], object] | None,
+    progress: Progress,
+) -> int:
+    """SCAN for `pattern`, `count` at a time, and UNLINK what each reply holds that `run` or
+    `keep` keeps; returns how many were removed, calling `progress` with the running total
+    after each UNLINK's reply.
+
+    Redis is never left waiting for this process: the next SCAN goes out as soon as a reply's
+    cursor is read, before its names, and each UNLINK as soon as its names are. Only one UNLINK
+    is ever under way, and counted before the next goes out, so that when the connection
+    fails, what was counted is what is gone, but for at most that one."""
+    scan = (b"SCAN", b"MATCH", pattern.encode(), b"COUNT", str(count).encode())
+    removed = 0
+    unlinking = False
+    wire.send(command(scan[0], b"0", *scan[1:]))
+    while True:
+        cursor, left = wire.scan_cursor()
+        if cursor != b"0":
+            wire.send(command(scan[0], cursor, *scan[1:]))
+        names, found = wire.scan_names(left, run, keep)
+        # The previous UNLINK went out before the SCAN just sent: its reply comes now.
+        if unlinking:
+            removed += wire.integer("UNLINK")
+            progress(removed)
+        unlinking = found > 0
+        if unlinking:
+            wire.send(b"*%d\r\n$6\r\nUNLINK\r\n" % (found + 1), *names)
+        if cursor == b"0":
+            break
+    if unlinking:
+        removed += wire.integer("UNLINK")
+        progress(removed)
+    return removed
