@@ -414,9 +414,9 @@ def redis_sessions(settings: Settings, redis_alias: str, count: int) -> CacheSes
 def test_redis_connection_lost_between_unlinks(
     redis_alias: str, settings: Settings, installed: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Redis drops the clear's connection after its first UNLINK (a CLIENT KILL from another
-    connection, as a failover or a server's restart would): the error is raised, and what was
-    counted is exactly what is gone."""
+    """Redis drops the clear's connection after its first UNLINK's reply (a CLIENT KILL from
+    another connection, as a failover or a server's restart would): the error is raised, and
+    what was counted is exactly what is gone."""
     import redis
 
     count = 5 * cache_keys.BATCH
@@ -443,9 +443,10 @@ def test_redis_connection_lost_between_unlinks(
 
     monkeypatch.undo()
     killer.close()
-    assert len(calls) == 1
-    assert 0 < calls[0] < count
-    assert store.count() == count - calls[0]
+    # The UNLINK that went out before the kill, if Redis ran it, was counted after it.
+    assert 0 < calls[0] <= calls[-1] < count
+    assert len(calls) <= 2
+    assert store.count() == count - calls[-1]
 
 
 def suffixed_key(key: str, key_prefix: str, version: int) -> str:

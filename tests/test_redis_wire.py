@@ -177,6 +177,10 @@ def sent(theirs: socket.socket) -> bytes:
         received += chunk
 
 
+def not_settled(unlinks: list[redis_wire.Unlink]) -> int:
+    raise AssertionError(f"nothing to settle, yet asked for {unlinks!r}")
+
+
 def test_the_next_scan_goes_before_the_names_are_read_and_redis_counts(
     peer: tuple[redis_wire.Wire, socket.socket],
 ) -> None:
@@ -197,7 +201,9 @@ def test_the_next_scan_goes_before_the_names_are_read_and_redis_counts(
     )
     calls: list[int] = []
 
-    removed = redis_wire.unlink_scanned(wire, ":1:*", 1000, names.run, names.matches, calls.append)
+    removed = redis_wire.unlink_scanned(
+        wire, ":1:*", 1000, names.run, names.matches, calls.append, not_settled
+    )
 
     assert removed == 4
     assert calls == [3, 4]
@@ -219,7 +225,9 @@ def test_a_step_that_finds_nothing_sends_no_unlink(
 
     calls: list[int] = []
 
-    removed = redis_wire.unlink_scanned(wire, "*", 10, names.run, names.matches, calls.append)
+    removed = redis_wire.unlink_scanned(
+        wire, "*", 10, names.run, names.matches, calls.append, not_settled
+    )
 
     assert removed == 0
     assert calls == []
@@ -228,23 +236,51 @@ def test_a_step_that_finds_nothing_sends_no_unlink(
     ) + redis_wire.command(b"SCAN", b"5", b"MATCH", b"*", b"COUNT", b"10")
 
 
-def test_an_error_on_the_second_unlink_after_the_first_was_counted(
-    peer: tuple[redis_wire.Wire, socket.socket],
+@pytest.mark.parametrize(
+    ("gone", "counted"), [(0, [1]), (1, [1, 2]), (None, [1])], ids=["kept", "gone", "unknown"]
+)
+def test_an_error_with_an_unlink_under_way_is_settled(
+    peer: tuple[redis_wire.Wire, socket.socket], gone: int | None, counted: list[int]
 ) -> None:
+    """The second UNLINK fails: its names are asked after (here: still there, gone, or Redis
+    cannot say), and the total heard before the error is raised."""
     wire, theirs = peer
     names = SessionKeysOf(":1:")
+    second = f":1:{PREFIX}{key()}".encode()
     theirs.sendall(
         scan_reply(b"9", f":1:{PREFIX}{key()}".encode())
-        + scan_reply(b"0", f":1:{PREFIX}{key()}".encode())
+        + scan_reply(b"0", second)
         + b":1\r\n"
         + b"-OOM command not allowed when used memory > 'maxmemory'.\r\n"
     )
     calls: list[int] = []
+    asked: list[list[redis_wire.Unlink]] = []
+
+    def settle(unlinks: list[redis_wire.Unlink]) -> int:
+        asked.append(unlinks)
+        if gone is None:
+            raise redis.ConnectionError("Redis went away")
+        return gone
 
     with pytest.raises(redis.ResponseError, match=r"^OOM command not allowed"):
-        redis_wire.unlink_scanned(wire, "*", 10, names.run, names.matches, calls.append)
+        redis_wire.unlink_scanned(wire, "*", 10, names.run, names.matches, calls.append, settle)
 
-    assert calls == [1]
+    assert calls == counted
+    assert asked == [[redis_wire.Unlink([bulk(second)], 1)]]
+
+
+def test_no_settling_without_an_unlink_under_way(
+    peer: tuple[redis_wire.Wire, socket.socket],
+) -> None:
+    wire, theirs = peer
+    theirs.sendall(b"-LOADING Redis is loading the dataset in memory\r\n")
+
+    calls: list[int] = []
+
+    with pytest.raises(redis.ResponseError, match=r"^LOADING"):
+        redis_wire.unlink_scanned(wire, "*", 10, None, None, calls.append, not_settled)
+
+    assert calls == []
 
 
 @hypothesis.settings(max_examples=200, deadline=None)

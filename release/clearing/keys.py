@@ -162,7 +162,8 @@ def unlink_matching(
 ) -> int:
     """SCAN for `pattern` and UNLINK what it finds (only `keys`' names, if given), a SCAN step at
     a time, calling `progress` with the running total after each UNLINK; returns the count. The
-    running total is always what is gone: an UNLINK that fails is not counted, and stops it.
+    running total is what is gone: when Redis fails, the UNLINKs under way are counted by the
+    names of theirs that no longer exist, where Redis still answers.
 
     On a connection of its own, read as bytes (`redis_wire`), where the client's pool can make
     one; else through the client, a batch of BATCH keys at a time."""
@@ -173,6 +174,10 @@ def unlink_matching(
 
     from release.clearing import redis_wire  # redis-py is installed where there is a client
 
+    def settle(unlinks: list[redis_wire.Unlink]) -> int:
+        with redis_wire.connection(client) as again:
+            return 0 if again is None else redis_wire.gone(again, unlinks)
+
     with redis_wire.connection(client) as wire:
         if wire is not None:
             return redis_wire.unlink_scanned(
@@ -182,6 +187,7 @@ def unlink_matching(
                 None if keys is None else keys.run,
                 None if keys is None else keys.matches,
                 report,
+                settle,
             )
     removed = 0
     for found in batched(scan(client, pattern, None if keys is None else keys.select), BATCH):

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import re
 import socket
+from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from inspect import signature
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import InvalidResponse, ResponseError
+from redis.exceptions import InvalidResponse, RedisError, ResponseError
 
 # What one recv() may take: a SCAN reply of a thousand keys is about 60 KB.
 RECEIVE_BYTES = 1 << 20
@@ -194,6 +195,13 @@ def connection(client: Any) -> Iterator[Wire | None]:
             pool.release(made)
 
 
+class Unlink(NamedTuple):
+    """An UNLINK sent: its names, as the RESP bulk strings they went as, and how many."""
+
+    names: list[bytes]
+    found: int
+
+
 def unlink_scanned(
     wire: Wire,
     pattern: str,
@@ -201,34 +209,53 @@ def unlink_scanned(
     run: re.Pattern[bytes] | None,
     keep: Callable[[bytes], object] | None,
     progress: Progress,
+    settle: Callable[[list[Unlink]], int],
 ) -> int:
     """SCAN for `pattern`, `count` at a time, and UNLINK what each reply holds that `run` or
     `keep` keeps; returns how many were removed, calling `progress` with the running total
     after each UNLINK's reply.
 
     Redis is never left waiting for this process: the next SCAN goes out as soon as a reply's
-    cursor is read, before its names, and each UNLINK as soon as its names are. Only one UNLINK
-    is ever under way, and counted before the next goes out, so that when the connection
-    fails, what was counted is what is gone, but for at most that one."""
+    cursor is read, before its names, and each UNLINK as soon as its names are; the replies are
+    read in the order the commands went. When the connection fails with UNLINKs under way,
+    `settle` tells how many of their names are gone (`gone()`, on a new connection), and
+    `progress` hears the total before the error is raised."""
     scan = (b"SCAN", b"MATCH", pattern.encode(), b"COUNT", str(count).encode())
     removed = 0
-    unlinking = False
-    wire.send(command(scan[0], b"0", *scan[1:]))
-    while True:
-        cursor, left = wire.scan_cursor()
-        if cursor != b"0":
-            wire.send(command(scan[0], cursor, *scan[1:]))
-        names, found = wire.scan_names(left, run, keep)
-        # The previous UNLINK went out before the SCAN just sent: its reply comes now.
-        if unlinking:
-            removed += wire.integer("UNLINK")
-            progress(removed)
-        unlinking = found > 0
-        if unlinking:
-            wire.send(b"*%d\r\n$6\r\nUNLINK\r\n" % (found + 1), *names)
-        if cursor == b"0":
-            break
-    if unlinking:
-        removed += wire.integer("UNLINK")
-        progress(removed)
+    # The replies to come, in the order of the commands: None for a SCAN's, else the UNLINK's.
+    to_come: deque[Unlink | None] = deque([None])
+    try:
+        wire.send(command(scan[0], b"0", *scan[1:]))
+        while to_come:
+            # Under way until its reply is read.
+            if to_come[0] is not None:
+                removed += wire.integer("UNLINK")
+                to_come.popleft()
+                progress(removed)
+                continue
+            to_come.popleft()
+            cursor, left = wire.scan_cursor()
+            if cursor != b"0":
+                wire.send(command(scan[0], cursor, *scan[1:]))
+                to_come.append(None)
+            names, found = wire.scan_names(left, run, keep)
+            if found:
+                to_come.append(Unlink(names, found))
+                wire.send(b"*%d\r\n$6\r\nUNLINK\r\n" % (found + 1), *names)
+    except RedisError:
+        under_way = [unlink for unlink in to_come if unlink is not None]
+        if under_way:
+            with suppress(RedisError):
+                if settled := settle(under_way):
+                    progress(removed + settled)
+        raise
     return removed
+
+
+def gone(wire: Wire, unlinks: list[Unlink]) -> int:
+    """How many of the names of `unlinks` no longer exist."""
+    missing = 0
+    for unlink in unlinks:
+        wire.send(b"*%d\r\n$6\r\nEXISTS\r\n" % (unlink.found + 1), *unlink.names)
+        missing += unlink.found - wire.integer("EXISTS")
+    return missing
