@@ -34,6 +34,11 @@ def command(*parts: bytes) -> bytes:
     )
 
 
+def head_of(name: bytes, count: int) -> bytes:
+    """The start of command `name` with `count` arguments, which follow as RESP bulk strings."""
+    return b"*%d\r\n$%d\r\n%s\r\n" % (count + 1, len(name), name)
+
+
 class Wire:
     """The socket of one connection: commands written whole, replies read from a buffer."""
 
@@ -74,8 +79,9 @@ class Wire:
             line = self._line()
             kind = line[:1]
             if kind in (b"$", b"=", b"!") and line != b"$-1":
-                self._wait_for(self.at + _size(line, "a push") + 2)
-                self.at += _size(line, "a push") + 2
+                end = self.at + _size(line, "a push") + 2
+                self._wait_for(end)
+                self.at = end
             elif kind in (b"*", b"~", b">"):
                 self._skip(_size(line, "a push"))
             elif kind in (b"%", b"|"):
@@ -220,12 +226,15 @@ def unlink_scanned(
     read in the order the commands went. When the connection fails with UNLINKs under way,
     `settle` tells how many of their names are gone (`gone()`, on a new connection), and
     `progress` hears the total before the error is raised."""
-    scan = (b"SCAN", b"MATCH", pattern.encode(), b"COUNT", str(count).encode())
+
+    def scan(cursor: bytes) -> bytes:
+        return command(b"SCAN", cursor, b"MATCH", pattern.encode(), b"COUNT", b"%d" % count)
+
     removed = 0
     # The replies to come, in the order of the commands: None for a SCAN's, else the UNLINK's.
     to_come: deque[Unlink | None] = deque([None])
     try:
-        wire.send(command(scan[0], b"0", *scan[1:]))
+        wire.send(scan(b"0"))
         while to_come:
             # Under way until its reply is read.
             if to_come[0] is not None:
@@ -236,12 +245,12 @@ def unlink_scanned(
             to_come.popleft()
             cursor, left = wire.scan_cursor()
             if cursor != b"0":
-                wire.send(command(scan[0], cursor, *scan[1:]))
+                wire.send(scan(cursor))
                 to_come.append(None)
             names, found = wire.scan_names(left, run, keep)
             if found:
                 to_come.append(Unlink(names, found))
-                wire.send(b"*%d\r\n$6\r\nUNLINK\r\n" % (found + 1), *names)
+                wire.send(head_of(b"UNLINK", found), *names)
     except RedisError:
         under_way = [unlink for unlink in to_come if unlink is not None]
         if under_way:
@@ -256,6 +265,6 @@ def gone(wire: Wire, unlinks: list[Unlink]) -> int:
     """How many of the names of `unlinks` no longer exist."""
     missing = 0
     for unlink in unlinks:
-        wire.send(b"*%d\r\n$6\r\nEXISTS\r\n" % (unlink.found + 1), *unlink.names)
+        wire.send(head_of(b"EXISTS", unlink.found), *unlink.names)
         missing += unlink.found - wire.integer("EXISTS")
     return missing
