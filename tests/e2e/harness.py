@@ -537,6 +537,8 @@ class Page:
     status: int
     location: str | None
     body: str
+    # Which process answered and what it held, where the server says (X-Served-By).
+    served_by: str | None = None
 
 
 class _EveryResponse(urllib.request.HTTPErrorProcessor):
@@ -577,8 +579,15 @@ class Visitor:
 
     def who_am_i(self, web: Web) -> str | None:
         """The username the home page says this visitor is signed in as, or None."""
+        return self.signed_in_as(self.home_page(web), web)
+
+    def home_page(self, web: Web) -> Page:
         page = self._request(web, "/")
         assert page.status == 200, f"The home page on {web} answered {page.status}"
+        return page
+
+    @staticmethod
+    def signed_in_as(page: Page, web: Web) -> str | None:
         signed_in = re.search(r"Signed in as <strong>(.*?)</strong>\.", page.body)
         if signed_in:
             return html.unescape(signed_in.group(1))
@@ -591,4 +600,9 @@ class Visitor:
         )
         data = urllib.parse.urlencode(form).encode() if form is not None else None
         with opener.open(f"{web.url}{path}", data=data, timeout=HTTP_TIMEOUT) as response:
-            return Page(response.status, response.headers["Location"], response.read().decode())
+            return Page(
+                response.status,
+                response.headers["Location"],
+                response.read().decode(),
+                response.headers["X-Served-By"],
+            )

@@ -23,12 +23,13 @@ from channels.security.websocket import (  # type: ignore[import-untyped, import
 from django.urls import path  # noqa: E402
 
 from tests.stacks.channels.consumers import WhoAmI  # noqa: E402
+from tests.stacks.channels.served_by import serving_by  # noqa: E402
 
 WEBSOCKET_PATH = "ws/whoami/"
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": serving_by(django_asgi_app),
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter([path(WEBSOCKET_PATH, WhoAmI.as_asgi())]))
         ),

@@ -21,7 +21,7 @@ from tests.e2e.harness import POSTGRES_URL, Builder, Heroku, Slug
 CHANNELS_DIR = Path(__file__).resolve().parent
 PACKAGE = "tests.stacks.channels"
 # The modules a slug of the Channels project holds, besides the example project's code.
-PROJECT_FILES = ("__init__.py", "settings.py", "asgi.py", "consumers.py")
+PROJECT_FILES = ("__init__.py", "settings.py", "asgi.py", "consumers.py", "served_by.py")
 
 ASGI_APP = f"{PACKAGE}.asgi:application"
 # The `web:` line of the Procfile, per ASGI server, bound to 127.0.0.1 as the harness probes it.

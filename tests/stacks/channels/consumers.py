@@ -8,6 +8,8 @@ from channels.generic.websocket import (  # type: ignore[import-untyped, import-
     AsyncWebsocketConsumer,
 )
 
+from tests.stacks.channels.served_by import header
+
 WRITE = "write"
 SAVED = "saved"
 
@@ -22,7 +24,7 @@ class WhoAmI(AsyncWebsocketConsumer):  # type: ignore[misc]
     consumer writes to the session and saves it, as Channels asks consumers to, then "saved"."""
 
     async def connect(self) -> None:
-        await self.accept()
+        await self.accept(headers=[header()])
         await self.send(text_data=who(self.scope["user"]))
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:

@@ -18,6 +18,7 @@ import pytest
 
 from tests.e2e.harness import HTTP_TIMEOUT, App, Heroku, Release, Visitor, Web
 from tests.stacks.channels.conftest import ChannelsBuilder
+from tests.stacks.channels.served_by import HEADER
 
 pytestmark = pytest.mark.channels
 
@@ -55,6 +56,13 @@ def cookie_header(visitor: Visitor, web: Web) -> dict[str, str]:
 def over_websocket(visitor: Visitor, web: Web, *, write: bool = False) -> str | None:
     """Who the consumer behind AuthMiddlewareStack says the visitor is; with `write`, the
     consumer then writes to the session and saves it."""
+    return websocket_answer(visitor, web, write=write)[0]
+
+
+def websocket_answer(
+    visitor: Visitor, web: Web, *, write: bool = False
+) -> tuple[str | None, str | None]:
+    """`over_websocket`'s answer, and which process gave it (X-Served-By)."""
     from websockets.sync.client import (  # type: ignore[import-not-found, unused-ignore]
         connect,
     )
@@ -72,14 +80,23 @@ def over_websocket(visitor: Visitor, web: Web, *, write: bool = False) -> str | 
         if write:
             socket.send("write")
             assert socket.recv(timeout=HTTP_TIMEOUT) == "saved", f"{web} did not save"
-    return username_in(said, web, "websocket")
+        served_by = socket.response.headers.get(HEADER) if socket.response else None
+    return username_in(said, web, "websocket"), served_by
 
 
-def over_async_http(visitor: Visitor, web: Web) -> str | None:
-    """Who the async view `/whoami/` (request.auser(), the session's aload) says it is."""
+def over_async_http(visitor: Visitor, web: Web) -> tuple[str | None, str | None]:
+    """Who the async view `/whoami/` (request.auser(), the session's aload) says it is, and
+    which process said so."""
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(visitor.cookies))
     with opener.open(f"{web.url}/whoami/", timeout=HTTP_TIMEOUT) as response:
-        return username_in(response.read().decode(), web, "/whoami/")
+        said = username_in(response.read().decode(), web, "/whoami/")
+        return said, response.headers[HEADER]
+
+
+def over_sync_http(visitor: Visitor, web: Web) -> tuple[str | None, str | None]:
+    """Who the home page (a sync view) says the visitor is, and which process said so."""
+    page = visitor.home_page(web)
+    return Visitor.signed_in_as(page, web), page.served_by
 
 
 def username_in(text: str, web: Web, where: str) -> str | None:
@@ -94,12 +111,20 @@ def seen(web: Web, expected: str | None, *visitors: Visitor) -> None:
     page (a sync view) and `/whoami/` (an async view)."""
     for visitor in visitors:
         answers = {
-            "websocket": over_websocket(probe(visitor), web),
-            "home page": probe(visitor).who_am_i(web),
+            "websocket": websocket_answer(probe(visitor), web),
+            "home page": over_sync_http(probe(visitor), web),
             "/whoami/": over_async_http(probe(visitor), web),
         }
-        wanted = dict.fromkeys(answers, expected)
-        assert answers == wanted, f"{visitor.username}'s session on {web}"
+        said = {where: answer for where, (answer, _) in answers.items()}
+        assert said == dict.fromkeys(answers, expected), (
+            f"{visitor.username}'s session on {web}; answered by "
+            + "; ".join(f"{where}: {by}" for where, (_, by) in answers.items())
+            + f"; the session key {session_key(visitor)!r}"
+        )
+
+
+def session_key(visitor: Visitor) -> str | None:
+    return next((c.value for c in visitor.cookies if c.name == "sessionid"), None)
 
 
 def signed_in(web: Web, *visitors: Visitor) -> None:
