@@ -17,11 +17,13 @@ session whose stamp is at least its own in both parts, so nobody is refused a se
 process has just made. A session that a process with another stamp writes to gets that
 process's stamp (its key is cycled), so the new release refuses what the old one touched.
 
-A process reads its stamp when it starts serving: when its WSGI or ASGI application builds the
-session middleware (which asks `release.sessions` for its SessionStore), else on the first
-session it loads or saves. So the workers of one dyno, started together, read the same stamp.
-It never reads it again: an old release that learned the new epoch would stamp its sessions with
-it.
+A process reads its stamp when it starts serving: when its WSGI application builds the session
+middleware (which asks `release.sessions` for its SessionStore), else on the first session it
+loads or saves. ASGI servers such as uvicorn build the application inside their event loop,
+where no query can run, so there each worker reads it at its first session: an old release's
+worker that first loads one after a logout enforces that logout, as a new process would, and
+its sessions are refused by the new release all the same. A process never reads its stamp
+again: an old release that learned the new epoch would stamp its sessions with it.
 """
 
 from __future__ import annotations

@@ -327,6 +327,33 @@ def test_case_8_aload_does_not_leave_the_event_loop_once_the_stamp_is_known(
     assert loaded[SESSION_KEY] == str(user.pk)
 
 
+def test_case_9_inside_an_event_loop_the_stamp_is_read_at_the_first_session(
+    user: User, settings: Settings
+) -> None:
+    """As under uvicorn, which builds the application inside its event loop: no query runs on
+    the loop, and the first session read there enforces the logout before it."""
+    deploy(settings, 1)
+    r1 = start()
+    deploy(settings, 2)
+    race = Client()
+    on(r1, race, sign_in)  # kept by the logout, made by the old release
+    assert on(r1, race)
+    key = race.cookies[django_settings.SESSION_COOKIE_NAME].value
+    forget_process_stamp()  # R2's worker, started inside its event loop
+
+    async def serve() -> tuple[Stamp | None, dict[str, Any], Stamp | None]:
+        store = import_module("release.sessions").SessionStore  # as the middleware is built
+        at_build = guard.known_stamp()
+        loaded = await store(key).aload()
+        return at_build, loaded, guard.known_stamp()
+
+    at_build, loaded, at_first_session = async_to_sync(serve)()
+    assert at_build is None
+    assert loaded == {}
+    assert at_first_session is not None
+    assert at_first_session.newest == Logout.objects.latest("epoch").epoch > 0
+
+
 # The deploy lifecycle on every engine.
 
 

@@ -24,7 +24,7 @@ class WhoAmI(AsyncWebsocketConsumer):  # type: ignore[misc]
     consumer writes to the session and saves it, as Channels asks consumers to, then "saved"."""
 
     async def connect(self) -> None:
-        await self.accept(headers=[header()])
+        await self.accept(headers=[header(self.scope)])
         await self.send(text_data=who(self.scope["user"]))
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:

@@ -15,16 +15,20 @@ ASGIApp = Callable[..., Awaitable[None]]
 Message = Mapping[str, Any]
 
 
-def served_by() -> str:
+def served_by(scope: Mapping[str, Any]) -> str:
+    """The release, the port the request came to, the process and its stamp."""
+    release = os.environ.get("HEROKU_RELEASE_VERSION", "?")
+    port = (scope.get("server") or (None, None))[1]
+    where = f"{release} on port {port}, pid {os.getpid()}"
     if not apps.is_installed("release"):
-        return f"pid {os.getpid()}, before the install"
+        return f"{where}, before the install"
     from release.guard import known_stamp
 
-    return f"pid {os.getpid()}, stamp {known_stamp()}"
+    return f"{where}, stamp {known_stamp()}"
 
 
-def header() -> tuple[bytes, bytes]:
-    return HEADER.lower().encode(), served_by().encode()
+def header(scope: Mapping[str, Any]) -> tuple[bytes, bytes]:
+    return HEADER.lower().encode(), served_by(scope).encode()
 
 
 def serving_by(app: ASGIApp) -> ASGIApp:
@@ -33,7 +37,7 @@ def serving_by(app: ASGIApp) -> ASGIApp:
     async def application(scope: Any, receive: Any, send: Any) -> None:
         async def sending(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", ()), header()]}
+                message = {**message, "headers": [*message.get("headers", ()), header(scope)]}
             await send(message)
 
         await app(scope, receive, sending)

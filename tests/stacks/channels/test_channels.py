@@ -119,7 +119,8 @@ def seen(web: Web, expected: str | None, *visitors: Visitor) -> None:
         assert said == dict.fromkeys(answers, expected), (
             f"{visitor.username}'s session on {web}; answered by "
             + "; ".join(f"{where}: {by}" for where, (_, by) in answers.items())
-            + f"; the session key {session_key(visitor)!r}"
+            + f"; the session key {session_key(visitor)!r}; the end of its log:\n"
+            + web.log_tail(20)
         )
 
 
