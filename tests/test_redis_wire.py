@@ -25,7 +25,7 @@ from pytest_django.fixtures import Settings
 from release.clearing import clearer_for, redis_wire
 from release.clearing import keys as cache_keys
 from release.clearing.cache import CacheSessions
-from tests.conftest import CACHE, needs_redis
+from tests.conftest import CACHE, ROOT, needs_redis
 
 PREFIX = "django.contrib.sessions.cache"
 
@@ -156,10 +156,12 @@ def test_reading_and_writing_fail_as_redis_py_errors(
 ) -> None:
     wire, theirs = peer
     wire.sock.settimeout(0.05)
-    with pytest.raises(redis.ConnectionError, match=r"^Error while reading from Redis: "):
+    with pytest.raises(redis.ConnectionError, match=r"^Redis did not answer in 0\.05 s\.$"):
         wire.integer("UNLINK")
     theirs.close()
     wire.sock.close()
+    with pytest.raises(redis.ConnectionError, match=r"^Error while reading from Redis: "):
+        wire.integer("UNLINK")
     with pytest.raises(redis.ConnectionError, match=r"^Error while writing to Redis: "):
         wire.send(redis_wire.command(b"PING"))
 
@@ -556,3 +558,39 @@ def test_the_cache_engine_over_tls(tls_redis: str, settings: Settings, installed
     assert cache.get_many([f"other{number}" for number in range(100)]) == {
         f"other{number}": number for number in range(100)
     }
+
+
+@needs_redis
+@pytest.mark.parametrize(
+    ("socket_timeout", "waited"), [(None, 0.3), (0.4, 0.4)], ids=["redis-py's default", "own"]
+)
+def test_redis_that_stops_answering(
+    client: redis.Redis,
+    tag: str,
+    monkeypatch: pytest.MonkeyPatch,
+    socket_timeout: float | None,
+    waited: float,
+) -> None:
+    """Redis paused (as in a failover): the clear gives up after the client's own socket_timeout,
+    or SILENCE_SECONDS where the client sets none, instead of holding the release phase up."""
+    monkeypatch.setattr(redis_wire, "SILENCE_SECONDS", 0.3)
+    names = seed(client, tag, 10, 0)
+    paused = redis.Redis.from_url(redis_url(), socket_timeout=socket_timeout)
+    paused.ping()  # connected before the pause
+    client.client_pause(3000, all=True)
+    started = time.monotonic()
+    try:
+        with pytest.raises(redis.ConnectionError, match=f"Redis did not answer in {waited:g} s"):
+            cache_keys.unlink_matching(paused, names.pattern, keys=names)
+        gave_up_after = time.monotonic() - started
+    finally:
+        paused.close()
+    assert waited <= gave_up_after < 2.9, "before the pause ended"
+    assert left(client, tag) == 10
+
+
+def test_the_readme_gives_the_wait_for_a_silent_redis() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert f"or {redis_wire.SILENCE_SECONDS:g} s where it sets none" in readme
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert f"Redis did not answer in {redis_wire.SILENCE_SECONDS:g} s." in changelog

@@ -21,9 +21,16 @@ from typing import Any, NamedTuple
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import InvalidResponse, RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 # What one recv() may take: a SCAN reply of a thousand keys is about 60 KB.
 RECEIVE_BYTES = 1 << 20
+
+# How long the clear waits for Redis where the client sets no socket_timeout (redis-py's
+# default is to wait for ever): each reply comes within milliseconds, so a connection silent
+# this long is lost (a failover, a network that drops packets), and a release phase that hung
+# on it would hold the deploy up for Heroku's hour.
+SILENCE_SECONDS = 60.0
 
 Progress = Callable[[int], None]
 
@@ -56,6 +63,10 @@ class Wire:
     def _receive(self) -> None:
         try:
             chunk = self.sock.recv(RECEIVE_BYTES)
+        except TimeoutError as error:
+            raise RedisConnectionError(
+                f"Redis did not answer in {self.sock.gettimeout():g} s."
+            ) from error
         except OSError as error:
             raise RedisConnectionError(f"Error while reading from Redis: {error}.") from error
         if not chunk:
@@ -188,16 +199,25 @@ def connection(client: Any) -> Iterator[Wire | None]:
     named = signature(pool.get_connection).parameters.get("command_name")
     asks_name = named is not None and named.default is named.empty
     made = pool.get_connection("SCAN") if asks_name else pool.get_connection()
+    own_timeout = getattr(made, "socket_timeout", None)
     try:
+        if own_timeout is None:
+            made.socket_timeout = SILENCE_SECONDS  # for its handshake and its socket
         # Connected afresh: redis-py's parser may already hold bytes it read from the socket.
         made.disconnect()
-        made.connect()
+        try:
+            made.connect()
+        except RedisTimeoutError as error:
+            raise RedisConnectionError(
+                f"Redis did not answer in {made.socket_timeout:g} s."
+            ) from error
         sock = getattr(made, "_sock", None)
         yield Wire(sock) if isinstance(sock, socket.socket) else None
     finally:
         try:
             made.disconnect()
         finally:
+            made.socket_timeout = own_timeout
             pool.release(made)
 
 
