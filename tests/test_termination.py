@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from django.contrib.sessions.models import Session
@@ -89,4 +90,31 @@ def test_a_stop_between_queries_is_raised_at_once() -> None:
     with pytest.raises(Terminated, match=STOPPED):
         query_then_stop()
 
+    assert Session.objects.count() == 0
+
+
+def sleep_a_second() -> None:
+    with stopping_on_sigterm(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_sleep(1)")
+
+
+@only_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_a_query_that_cannot_be_cancelled_ends_then_the_stop_is_raised(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import psycopg
+
+    def refused(self: psycopg.Connection[Any], *, timeout: float = 30.0) -> None:
+        raise psycopg.OperationalError("connection to server failed")
+
+    monkeypatch.setattr(psycopg.Connection, "cancel_safe", refused)
+    started = time.monotonic()
+    with pytest.raises(Terminated, match=STOPPED), sigterm_in(0.2):
+        sleep_a_second()
+
+    assert time.monotonic() - started >= 1, "after the query's own end"
+    assert "Could not cancel the running query after SIGTERM: connection to server failed" in (
+        caplog.text
+    )
     assert Session.objects.count() == 0
