@@ -41,6 +41,10 @@ def command(*parts: bytes) -> bytes:
     )
 
 
+def silent(seconds: float) -> RedisConnectionError:
+    return RedisConnectionError(f"Redis did not answer in {seconds:g} s.")
+
+
 def head_of(name: bytes, count: int) -> bytes:
     """The start of command `name` with `count` arguments, which follow as RESP bulk strings."""
     return b"*%d\r\n$%d\r\n%s\r\n" % (count + 1, len(name), name)
@@ -64,9 +68,7 @@ class Wire:
         try:
             chunk = self.sock.recv(RECEIVE_BYTES)
         except TimeoutError as error:
-            raise RedisConnectionError(
-                f"Redis did not answer in {self.sock.gettimeout():g} s."
-            ) from error
+            raise silent(self.sock.gettimeout() or 0) from error
         except OSError as error:
             raise RedisConnectionError(f"Error while reading from Redis: {error}.") from error
         if not chunk:
@@ -208,9 +210,7 @@ def connection(client: Any) -> Iterator[Wire | None]:
         try:
             made.connect()
         except RedisTimeoutError as error:
-            raise RedisConnectionError(
-                f"Redis did not answer in {made.socket_timeout:g} s."
-            ) from error
+            raise silent(made.socket_timeout) from error
         sock = getattr(made, "_sock", None)
         yield Wire(sock) if isinstance(sock, socket.socket) else None
     finally:
