@@ -26,6 +26,7 @@ from release.decision.plan import Plan, decide
 from release.exceptions import ReleaseError, Terminated
 from release.locking import claim_lock_row, one_at_a_time
 from release.models import AppliedMarker, Logout, ReleaseEpoch
+from release.stopwatch import Stopwatch
 from release.text import counted, one_line
 from release.vendors import database
 
@@ -237,19 +238,6 @@ def _record_markers_epoch(alias: str, plan: Plan) -> None:
             "released_at": timezone.now(),
         },
     )
-
-
-class Stopwatch:
-    """How long each step took, from the end of the one before."""
-
-    def __init__(self) -> None:
-        self.steps: dict[str, float] = {}
-        self.last = time.monotonic()
-
-    def lap(self, step: str) -> None:
-        now = time.monotonic()
-        self.steps[step] = now - self.last
-        self.last = now
 
 
 class Tally:

@@ -128,6 +128,7 @@ def outcome_json(outcome: Outcome, *, dry_run: bool = False) -> dict[str, Any]:
         "seconds": None if dry_run else round(outcome.seconds, 3),
         "recorded_epoch": None if outcome.record is None else outcome.record.epoch,
         "steps": {step: round(seconds, 4) for step, seconds in outcome.steps.items()},
+        "clear_steps": {part: round(seconds, 4) for part, seconds in outcome.cleared.parts},
     }
 
 

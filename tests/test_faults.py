@@ -3,6 +3,7 @@ that is down. Whatever happens, nothing is recorded that was not done."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -308,17 +309,21 @@ def test_a_long_transaction_on_the_table_neither_hangs_the_release_nor_stalls_th
     with reading_in_a_long_transaction():
         probe.start()
         started = time.monotonic()
-        output = release()
+        document = json.loads(release("--json"))
         took = time.monotonic() - started
         probe.stop.set()
         probe.join(10)
 
+    output = " ".join(document["notes"])
     busy = re.search(r"kept the table busy through ([\d,]+) attempts to TRUNCATE it", output)
     assert busy is not None, output
     # A second of attempts that do not wait (hundreds), then every one of those that do.
     assert int(busy[1].replace(",", "")) > WAITING_ATTEMPTS + 10
     assert "so rows were deleted in batches of 5,000" in output
-    assert "removed 22,000 sessions" in output
+    assert document["sessions_removed"] == 22_000
+    assert list(document["clear_steps"]) == ["count", "connect", "wait", "batches", "vacuum"]
+    # The waiting attempts alone pause 20-80 ms each.
+    assert document["clear_steps"]["wait"] > WAITING_ATTEMPTS * 0.02
     assert took < 60
     assert probe.statements > 20
     assert probe.worst < 1.0, f"a session read or save waited {probe.worst:.3f} s"

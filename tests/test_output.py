@@ -12,7 +12,8 @@ from django.core.management import call_command
 from pytest_django.fixtures import Settings
 
 from release.report import ProgressReport
-from tests.conftest import make_sessions
+from tests.conftest import make_sessions, release, vendor
+from tests.login_records.models import CascadeLogin, LoginSession
 
 MARKER_KEYS = {"previous", "current", "status", "applied_by_epoch"}
 OUTCOME_KEYS = {
@@ -30,6 +31,7 @@ OUTCOME_KEYS = {
     "seconds",
     "recorded_epoch",
     "steps",
+    "clear_steps",
 }
 HISTORY_KEYS = {
     "epoch",
@@ -88,6 +90,43 @@ def test_release_json_holds_the_summary_alone_on_stdout(settings: Settings) -> N
     assert again["decision"] == "nothing"
     assert again["recorded_epoch"] is None
     assert again["markers"]["FORCE_LOGOUT_VERSION"]["applied_by_epoch"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_clear_steps_account_for_a_truncate(settings: Settings) -> None:
+    release()
+    make_sessions(3)
+    settings.FORCE_LOGOUT_VERSION = "2"
+
+    document, _ = run("release", "--json", "--skip-migrate")
+
+    parts = document["clear_steps"]
+    if vendor() == "sqlite":  # one DELETE inside the final transaction: no parts to time
+        assert parts == {}
+        return
+    assert list(parts) == ["count", "connect", "wait", "truncate"]
+    assert all(seconds >= 0 for seconds in parts.values())
+    assert sum(parts.values()) <= document["steps"]["clear"] + 1e-3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_clear_steps_account_for_batches(settings: Settings) -> None:
+    settings.RELEASE_SESSION_ENGINE = "tests.login_records.backend"
+    release()
+    keys = make_sessions(3, model=LoginSession)
+    CascadeLogin.objects.create(session_id=keys[0])
+    settings.FORCE_LOGOUT_VERSION = "2"
+
+    document, _ = run("release", "--json", "--skip-migrate")
+
+    assert document["sessions_removed"] == 3
+    assert CascadeLogin.objects.count() == 0
+    parts = document["clear_steps"]
+    if vendor() == "sqlite":
+        assert parts == {}
+        return
+    assert list(parts) == ["count", "batches", "vacuum"]
+    assert sum(parts.values()) <= document["steps"]["clear"] + 1e-3
 
 
 @pytest.mark.django_db

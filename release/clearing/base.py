@@ -4,8 +4,10 @@ uses."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
+
+from release.stopwatch import Stopwatch
 
 # Called with the number of sessions removed so far and, where known, how many there were.
 Progress = Callable[[int, int | None], None]
@@ -19,10 +21,13 @@ def no_progress(removed: int, total: int | None) -> None:
 
 @dataclass(frozen=True)
 class Cleared:
-    """What a clear removed; `removed` is None where the store cannot count."""
+    """What a clear removed; `removed` is None where the store cannot count. `parts`: how long
+    each part of it took, in seconds, where the store times them (`release --json`'s
+    `clear_steps`)."""
 
     removed: int | None
     notes: tuple[str, ...] = ()
+    parts: tuple[tuple[str, float], ...] = ()
 
     def __add__(self, other: Cleared) -> Cleared:
         """Both steps of a clear; what one step cannot count, the sum cannot either."""
@@ -31,10 +36,14 @@ class Cleared:
             if self.removed is None or other.removed is None
             else (self.removed + other.removed)
         )
-        return Cleared(removed, self.notes + other.notes)
+        return Cleared(removed, self.notes + other.notes, self.parts + other.parts)
 
     def noted(self, *notes: str, first: bool = False) -> Cleared:
-        return Cleared(self.removed, (*notes, *self.notes) if first else (*self.notes, *notes))
+        notes = (*notes, *self.notes) if first else (*self.notes, *notes)
+        return replace(self, notes=notes)
+
+    def timed(self, watch: Stopwatch) -> Cleared:
+        return replace(self, parts=watch.laps())
 
 
 NOTHING = Cleared(0)

@@ -29,6 +29,7 @@ from django.db.models import Model
 
 from release.clearing import dependents as rules
 from release.clearing.base import Cleared, Progress
+from release.stopwatch import Stopwatch
 from release.text import counted, one_line
 from release.vendors import database
 
@@ -90,24 +91,31 @@ class SessionTable:
             rules.stop_if_refused(self.alias, self.found, None)
 
     def remove_all(self, progress: Progress) -> Cleared:
+        """Every row, timed in parts (`Cleared.parts`): `count` (and the check for rows that
+        would refuse), then `connect`, `wait` (the attempts that did not get the table) and
+        `truncate` (from the attempt that got it to the table let go, its COMMIT through), or,
+        where the rows go in batches, `batches` and `vacuum`."""
         found = self.found
+        watch = Stopwatch()
         self.stop_if_refused()
         if not self.in_batches:
             return self._remove_at_once()
         total, estimated = self._row_count()
+        watch.lap("count")
         if found.acts:
-            return self._delete_in_batches(lambda removed: progress(removed, total)).noted(
+            return self._delete_in_batches(lambda removed: progress(removed, total), watch).noted(
                 f"{found.describe()}, so rows were deleted in batches of {found.batch_rows:,}, "
                 "each with what refers to it.",
                 first=True,
             )
-        problem = self._truncate()
+        problem = self._truncate(watch)
         if problem is None:
             progress(total, total)
             rows = counted(total, "row")
             how_many = f"about {rows}, {self.db.name}'s estimate" if estimated else rows
-            return Cleared(total, (f"Emptied the table with TRUNCATE ({how_many}).",))
-        return self._delete_in_batches(lambda removed: progress(removed, total)).noted(
+            return Cleared(total, (f"Emptied the table with TRUNCATE ({how_many}).",)).timed(watch)
+        watch.lap("wait")
+        return self._delete_in_batches(lambda removed: progress(removed, total), watch).noted(
             f"{problem}, so rows were deleted in batches of {rules.BATCH_ROWS:,}.", first=True
         )
 
@@ -197,20 +205,30 @@ class SessionTable:
             return estimate, True
         return self.model._base_manager.using(self.alias).count(), False
 
-    def _truncate(self) -> str | None:
+    def _truncate(self, watch: Stopwatch) -> str | None:
         """TRUNCATE the table; None when done, else why it could not be."""
         attempts = 0
         try:
             with self.db.truncating(self.table) as attempt:
+                watch.lap("connect")
+
+                def emptied(lock_timeout_ms: int | None) -> bool:
+                    nonlocal attempts
+                    attempts += 1
+                    started = time.monotonic()
+                    if not attempt(lock_timeout_ms):
+                        return False
+                    watch.lap("wait", at=started)
+                    watch.lap("truncate")
+                    return True
+
                 free_until = time.monotonic() + FREE_SECONDS
                 while time.monotonic() < free_until:
-                    attempts += 1
-                    if attempt(None):
+                    if emptied(None):
                         return None
                 for _ in range(WAITING_ATTEMPTS):
                     time.sleep(random.uniform(*WAITING_PAUSE_S))
-                    attempts += 1
-                    if attempt(LOCK_TIMEOUT_MS):
+                    if emptied(LOCK_TIMEOUT_MS):
                         return None
         except DatabaseError as error:
             return f"TRUNCATE was refused ({one_line(error)})"
@@ -251,7 +269,7 @@ class SessionTable:
             )
             return [row[0] for row in cursor.fetchall()]
 
-    def _delete_in_batches(self, progress: Callable[[int], None]) -> Cleared:
+    def _delete_in_batches(self, progress: Callable[[int], None], watch: Stopwatch) -> Cleared:
         removed = 0
         last = ""
         done: rules.Done = Counter()
@@ -272,8 +290,10 @@ class SessionTable:
             done.update(batch)
             last = keys[-1]
             progress(removed)
+        watch.lap("batches")
         not_cleaned_up = self.db.clean_up_deleted(self.table)
-        cleared = Cleared(removed, rules.effects(done))
+        watch.lap("vacuum")
+        cleared = Cleared(removed, rules.effects(done)).timed(watch)
         return cleared.noted(not_cleaned_up) if not_cleaned_up else cleared
 
     def _delete_waiting(self) -> Cleared:
