@@ -102,6 +102,11 @@ HTTP_MIN_RATIO = 0.98
 HTTP_CALIBRATION = 0.02
 
 RELEASE_TIMEOUT = 3600.0  # Heroku ends a release phase after an hour
+# Above this many sessions only the release and `Session.objects.all().delete()` (or
+# `delete_pattern`) run: the per-object loop is timed per row on a sample whatever N is, and with
+# login records ten million sessions would take the release about 8 minutes and `delete()` about
+# 10 and 14 GB of memory.
+ALL_METHODS_UP_TO = 1_000_000
 
 # The live site beside each method (live.py): a busy site's load, at least LIVE_MIN_RATE session
 # operations a second from LIVE_WORKERS processes, each with its own connection. They are paced

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import pickle
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
@@ -80,14 +82,15 @@ def fill_postgresql(n: int, keys: Keys, login_records_every: int = 0) -> None:
             connection.execute(f"TRUNCATE django_session, {', '.join(LOGIN_TABLES)}")
         else:
             connection.execute("TRUNCATE django_session")
-        for first in range(0, n, POSTGRES_BATCH):
-            last = min(n, first + POSTGRES_BATCH) - 1
-            connection.execute(
-                "INSERT INTO django_session (session_key, session_data, expire_date) "
-                f"SELECT {POSTGRES_KEY}, %s, now() + make_interval(secs => 86400 + j %% %s) "
-                f"FROM generate_series(%s::bigint, %s::bigint) AS j, {POSTGRES_SCATTER}",
-                (keys.prefix, keys.digits, data, SPREAD, first, last, n),
-            )
+        with _indexes_built_after(connection, enabled=not login_records_every):
+            for first in range(0, n, POSTGRES_BATCH):
+                last = min(n, first + POSTGRES_BATCH) - 1
+                connection.execute(
+                    "INSERT INTO django_session (session_key, session_data, expire_date) "
+                    f"SELECT {POSTGRES_KEY}, %s, now() + make_interval(secs => 86400 + j %% %s) "
+                    f"FROM generate_series(%s::bigint, %s::bigint) AS j, {POSTGRES_SCATTER}",
+                    (keys.prefix, keys.digits, data, SPREAD, first, last, n),
+                )
         for table in LOGIN_TABLES if login_records_every else ():
             connection.execute(
                 f"INSERT INTO {table} (session_id, user_agent, created) "
@@ -102,6 +105,35 @@ def fill_postgresql(n: int, keys: Keys, login_records_every: int = 0) -> None:
         for table in LOGIN_TABLES if login_records_every else ():
             connection.execute(f"VACUUM (ANALYZE) {table}")
         connection.execute("CHECKPOINT")
+
+
+@contextmanager
+def _indexes_built_after(connection: Any, *, enabled: bool) -> Iterator[None]:
+    """The session table's indexes dropped, then built again from the rows: rows in scattered
+    key order would each go to a random page of each index, which outgrows PostgreSQL's buffers
+    past a few million rows (ten million took 250 s). Not where the login records' foreign keys
+    need the primary key."""
+    if not enabled:
+        yield
+        return
+    key = connection.execute(
+        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE conrelid = 'django_session'::regclass AND contype = 'p'"
+    ).fetchone()
+    assert key is not None, "django_session has no primary key"
+    others = connection.execute(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
+        "AND tablename = 'django_session' AND indexname <> %s",
+        (key[0],),
+    ).fetchall()
+    connection.execute(f'ALTER TABLE django_session DROP CONSTRAINT "{key[0]}"')
+    for name, _ in others:
+        connection.execute(f'DROP INDEX "{name}"')
+    yield
+    connection.execute("SET maintenance_work_mem = '512MB'")
+    connection.execute(f'ALTER TABLE django_session ADD CONSTRAINT "{key[0]}" {key[1]}')
+    for _, definition in others:
+        connection.execute(definition)
 
 
 def login_records_after(n: int, every: int) -> tuple[str, bool]:

@@ -37,6 +37,7 @@ from typing import Any
 
 from benchmarks import databases, fill, proc
 from benchmarks.config import (
+    ALL_METHODS_UP_TO,
     DB_BACKENDS,
     PYTHON,
     REDIS_URL,
@@ -88,9 +89,15 @@ def reference_of(backend: str, method: str) -> Method:
     return REFERENCE[backend]
 
 
-def methods_of(backend: str, options: Options) -> list[Method]:
-    """The backend's methods, those named by --methods where it names any."""
-    return [m for m in METHODS[backend] if not options.methods or m.name in options.methods]
+def methods_of(backend: str, options: Options, n: int) -> list[Method]:
+    """The backend's methods at `n` sessions, those named by --methods where it names any; above
+    ALL_METHODS_UP_TO, neither the per-object loop nor the methods with login records."""
+    return [
+        m
+        for m in METHODS[backend]
+        if (not options.methods or m.name in options.methods)
+        and (n <= ALL_METHODS_UP_TO or not (m.extrapolated or m.login_records))
+    ]
 
 
 @dataclass
@@ -219,6 +226,8 @@ class Measurement:
     lock_wait_seconds: float = 0.0  # waiting beforehand for another database's release lock
     # The release's own account of each step (`release --json`'s `steps`), in seconds.
     steps: dict[str, float] | None = None
+    # Its account of the parts of its clear (`clear_steps`), where the store times them.
+    clear_steps: dict[str, float] | None = None
     # Redis: the seconds Redis itself spent in each command while the command ran, the live
     # site's included in "all".
     redis_seconds: dict[str, float] | None = None
@@ -259,22 +268,25 @@ def _history_row(backend: Backend) -> tuple[float | None, int | None]:
     return (None if row[0] is None else float(row[0])), (None if row[1] is None else int(row[1]))
 
 
+Steps = dict[str, float]
+
+
 def _own_account(
     method: Method, backend: Backend, result: proc.Command
-) -> tuple[float | None, int | None, dict[str, float] | None]:
-    """What the command says it took and removed; the release also how long each step took,
-    checked against its history row."""
+) -> tuple[float | None, int | None, Steps | None, Steps | None]:
+    """What the command says it took and removed; the release also how long each step and each
+    part of its clear took, checked against its history row."""
     if method in (OURS, OURS_LOGINS):
         document = json.loads(result.stdout)
         recorded, removed = _history_row(backend)
         if removed != document["sessions_removed"]:
             raise RuntimeError(f"the history says {removed}, the release {document!r}")
-        return recorded, removed, document["steps"]
+        return recorded, removed, document["steps"], document["clear_steps"]
     lines = result.stdout.strip().splitlines()
     if not lines:
-        return None, None, None
+        return None, None, None, None
     data = json.loads(lines[-1])
-    return float(data["seconds"]), int(data["count"]), None
+    return float(data["seconds"]), int(data["count"]), None, None
 
 
 def runs_of(method: Method, options: Options) -> int:
@@ -388,8 +400,8 @@ def _measure(
             backend.keys = None  # a logout: a new stamp for the sessions made after it
         time.sleep(options.settle)
     window = live.window(result.started, result.ended, rest if rest_seconds else None)
-    own, removed, steps = (
-        (None, None, None) if not result.ok else _own_account(method, backend, result)
+    own, removed, steps, clear_steps = (
+        (None, None, None, None) if not result.ok else _own_account(method, backend, result)
     )
     clear = end_to_end = None
     if result.ok and method.extrapolated:
@@ -415,6 +427,7 @@ def _measure(
         live=window.as_dict(),
         lock_wait_seconds=lock_wait,
         steps=steps,
+        clear_steps=clear_steps,
         redis_seconds=redis_seconds,
         output=(result.stdout + result.stderr)[-3000:],
         error=None if result.ok else result.failure(),

@@ -225,16 +225,19 @@ def breakdown_table(results: Results) -> list[str]:
         return []
     head = " | ".join(f"{step} (s)" for step in STEPS)
     lines = [
-        f"| store | N | method | wall (s) | start-up, checks, exit (s) | {head} |",
-        "|---|---|---|---|---|" + "---|" * len(STEPS),
+        f"| store | N | method | wall (s) | start-up, checks, exit (s) | {head} | the clear's "
+        "parts (s) |",
+        "|---|---|---|---|---|" + "---|" * len(STEPS) + "---|",
     ]
     for m in rows:
         steps = m.steps or {}
         rest = m.wall_seconds - sum(steps.values())
         cells = " | ".join(number(steps.get(step), 3) for step in STEPS)
+        clear_steps = (m.clear_steps or {}).items()
+        parts = ", ".join(f"{part} {seconds:.3f}" for part, seconds in clear_steps)
         lines.append(
             f"| {NAMES[m.backend]} | {m.n:,} | {m.label} | {number(m.wall_seconds, 3)} | "
-            f"{number(rest, 3)} | {cells} |"
+            f"{number(rest, 3)} | {cells} | {parts or '-'} |"
         )
     return lines
 
@@ -412,8 +415,11 @@ def markdown(results: Results) -> str:
         "reports in `release --json` (`steps`): waiting for the release lock, reading the "
         "history and deciding, the clear, the final removal of what was saved meanwhile, and "
         "recording (the final transaction, its COMMIT included); the rest is starting Python "
-        "and Django, the system checks and exiting. Where the method ran more than once, the run "
-        "with the median end-to-end time.",
+        "and Django, the system checks and exiting. The clear's parts are its own account "
+        "(`clear_steps`): the table's size, the second connection, the attempts that did not get "
+        "the table, and the one that did until the table was let go, its COMMIT through; or the "
+        "batches and the VACUUM after them. Where the method ran more than once, the run with the "
+        "median end-to-end time.",
         "",
         *breakdown_table(results),
         "",

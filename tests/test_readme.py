@@ -177,6 +177,7 @@ def test_benchmark_options_are_the_suites() -> None:
     """Every option of `python -m benchmarks` is in the README's Performance section, and every
     option that section gives the suite exists."""
     from benchmarks.cli import parser
+    from benchmarks.config import ALL_METHODS_UP_TO
 
     suite = {
         action.option_strings[-1]
@@ -190,3 +191,5 @@ def test_benchmark_options_are_the_suites() -> None:
 
     assert suite <= mentioned, suite - mentioned
     assert mentioned <= suite, mentioned - suite
+    only_two = " ".join(intro.split())
+    assert f"above {ALL_METHODS_UP_TO:,} sessions only the release and `delete()`" in only_two
