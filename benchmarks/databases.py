@@ -72,7 +72,9 @@ def mariadb(database: str | None = BENCH_DATABASE) -> Iterator[Any]:
 
 
 def redis_client() -> redis.Redis:
-    return redis.Redis.from_url(REDIS_URL)
+    # After django-redis removed ten million keys, Redis took longer than redis-py's default
+    # timeout to answer the next INFO.
+    return redis.Redis.from_url(REDIS_URL, socket_timeout=120, socket_connect_timeout=120)
 
 
 def create(backend: str) -> None:

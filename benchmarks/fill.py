@@ -112,10 +112,15 @@ def _indexes_built_after(connection: Any, *, enabled: bool) -> Iterator[None]:
     """The session table's indexes dropped, then built again from the rows: rows in scattered
     key order would each go to a random page of each index, which outgrows PostgreSQL's buffers
     past a few million rows (ten million took 250 s). Not where the login records' foreign keys
-    need the primary key."""
+    need the primary key. In one transaction: a fill that fails leaves the indexes as they were."""
     if not enabled:
         yield
         return
+    with connection.transaction():
+        yield from _rebuilt_indexes(connection)
+
+
+def _rebuilt_indexes(connection: Any) -> Iterator[None]:
     key = connection.execute(
         "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
         "WHERE conrelid = 'django_session'::regclass AND contype = 'p'"
@@ -130,7 +135,7 @@ def _indexes_built_after(connection: Any, *, enabled: bool) -> Iterator[None]:
     for name, _ in others:
         connection.execute(f'DROP INDEX "{name}"')
     yield
-    connection.execute("SET maintenance_work_mem = '512MB'")
+    connection.execute("SET LOCAL maintenance_work_mem = '512MB'")
     connection.execute(f'ALTER TABLE django_session ADD CONSTRAINT "{key[0]}" {key[1]}')
     for _, definition in others:
         connection.execute(definition)
