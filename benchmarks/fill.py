@@ -10,7 +10,7 @@ import os
 import pickle
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
@@ -82,7 +82,8 @@ def fill_postgresql(n: int, keys: Keys, login_records_every: int = 0) -> None:
             connection.execute(f"TRUNCATE django_session, {', '.join(LOGIN_TABLES)}")
         else:
             connection.execute("TRUNCATE django_session")
-        with _indexes_built_after(connection, enabled=not login_records_every):
+        rebuilt = nullcontext() if login_records_every else _indexes_built_after(connection)
+        with rebuilt:
             for first in range(0, n, POSTGRES_BATCH):
                 last = min(n, first + POSTGRES_BATCH) - 1
                 connection.execute(
@@ -108,37 +109,30 @@ def fill_postgresql(n: int, keys: Keys, login_records_every: int = 0) -> None:
 
 
 @contextmanager
-def _indexes_built_after(connection: Any, *, enabled: bool) -> Iterator[None]:
+def _indexes_built_after(connection: Any) -> Iterator[None]:
     """The session table's indexes dropped, then built again from the rows: rows in scattered
     key order would each go to a random page of each index, which outgrows PostgreSQL's buffers
     past a few million rows (ten million took 250 s). Not where the login records' foreign keys
     need the primary key. In one transaction: a fill that fails leaves the indexes as they were."""
-    if not enabled:
-        yield
-        return
     with connection.transaction():
-        yield from _rebuilt_indexes(connection)
-
-
-def _rebuilt_indexes(connection: Any) -> Iterator[None]:
-    key = connection.execute(
-        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
-        "WHERE conrelid = 'django_session'::regclass AND contype = 'p'"
-    ).fetchone()
-    assert key is not None, "django_session has no primary key"
-    others = connection.execute(
-        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
-        "AND tablename = 'django_session' AND indexname <> %s",
-        (key[0],),
-    ).fetchall()
-    connection.execute(f'ALTER TABLE django_session DROP CONSTRAINT "{key[0]}"')
-    for name, _ in others:
-        connection.execute(f'DROP INDEX "{name}"')
-    yield
-    connection.execute("SET LOCAL maintenance_work_mem = '512MB'")
-    connection.execute(f'ALTER TABLE django_session ADD CONSTRAINT "{key[0]}" {key[1]}')
-    for _, definition in others:
-        connection.execute(definition)
+        key = connection.execute(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = 'django_session'::regclass AND contype = 'p'"
+        ).fetchone()
+        assert key is not None, "django_session has no primary key"
+        others = connection.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
+            "AND tablename = 'django_session' AND indexname <> %s",
+            (key[0],),
+        ).fetchall()
+        connection.execute(f'ALTER TABLE django_session DROP CONSTRAINT "{key[0]}"')
+        for name, _ in others:
+            connection.execute(f'DROP INDEX "{name}"')
+        yield
+        connection.execute("SET LOCAL maintenance_work_mem = '512MB'")
+        connection.execute(f'ALTER TABLE django_session ADD CONSTRAINT "{key[0]}" {key[1]}')
+        for _, definition in others:
+            connection.execute(definition)
 
 
 def login_records_after(n: int, every: int) -> tuple[str, bool]:

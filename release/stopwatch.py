@@ -16,7 +16,7 @@ class Stopwatch:
     def lap(self, step: str, at: float | None = None) -> None:
         """`step` ended now, or at `at` (a `time.monotonic()` reading)."""
         now = time.monotonic() if at is None else at
-        self.steps[step] = self.steps.get(step, 0.0) + now - self.last
+        self.steps[step] = now - self.last
         self.last = now
 
     def laps(self) -> tuple[tuple[str, float], ...]:
