@@ -416,8 +416,9 @@ def markdown(results: Results) -> str:
         "history and deciding, the clear, the final removal of what was saved meanwhile, and "
         "recording (the final transaction, its COMMIT included); the rest is starting Python "
         "and Django, the system checks and exiting. The clear's parts are its own account "
-        "(`clear_steps`): the table's size, the second connection, the attempts that did not get "
-        "the table, and the one that did until the table was let go, its COMMIT through; or the "
+        "(`clear_steps`): the table's size, the preparation (PostgreSQL's second connection, "
+        "MariaDB's empty copy), the attempts that did not get the table, the one that did until "
+        "the table was let go, its COMMIT through, and dropping MariaDB's old table; or the "
         "batches and the VACUUM after them. Where the method ran more than once, the run with the "
         "median end-to-end time.",
         "",

@@ -73,6 +73,11 @@ def vendor(alias: str = "default") -> str:
     return connections[alias].vendor
 
 
+def emptied_with() -> str:
+    """How the summary says a session table that nothing else ties to was emptied at once."""
+    return "RENAME TABLE, an empty copy swapped in" if vendor() == "mysql" else "TRUNCATE"
+
+
 def only_with_session_lock(reason: str) -> pytest.MarkDecorator:
     """Skipped but on PostgreSQL and MariaDB, whose release holds a lock across transactions. By
     vendor, which needs no connection (the release refuses Oracle's MySQL anyway)."""

@@ -104,7 +104,7 @@ def test_clear_steps_account_for_a_truncate(settings: Settings) -> None:
     if vendor() == "sqlite":  # one DELETE inside the final transaction: no parts to time
         assert parts == {}
         return
-    assert list(parts) == ["count", "connect", "wait", "truncate"]
+    assert list(parts) == ["count", "prepare", "wait", "truncate", "drop"]
     assert all(seconds >= 0 for seconds in parts.values())
     assert sum(parts.values()) <= document["steps"]["clear"] + 1e-3
 

@@ -92,9 +92,10 @@ class SessionTable:
 
     def remove_all(self, progress: Progress) -> Cleared:
         """Every row, timed in parts (`Cleared.parts`): `count` (and the check for rows that
-        would refuse), then `connect`, `wait` (the attempts that did not get the table) and
-        `truncate` (from the attempt that got it to the table let go, its COMMIT through), or,
-        where the rows go in batches, `batches` and `vacuum`."""
+        would refuse), then `prepare` (PostgreSQL's second connection, MariaDB's empty copy),
+        `wait` (the attempts that did not get the table), `truncate` (from the attempt that got
+        it to the table let go, its COMMIT through) and `drop` (MariaDB's old table), or, where
+        the rows go in batches, `batches` and `vacuum`."""
         found = self.found
         watch = Stopwatch()
         self.stop_if_refused()
@@ -113,7 +114,8 @@ class SessionTable:
             progress(total, total)
             rows = counted(total, "row")
             how_many = f"about {rows}, {self.db.name}'s estimate" if estimated else rows
-            return Cleared(total, (f"Emptied the table with TRUNCATE ({how_many}).",)).timed(watch)
+            emptied = f"Emptied the table with {self.db.emptied_with} ({how_many})."
+            return Cleared(total, (emptied,)).timed(watch)
         watch.lap("wait")
         return self._delete_in_batches(lambda removed: progress(removed, total), watch).noted(
             f"{problem}, so rows were deleted in batches of {rules.BATCH_ROWS:,}.", first=True
@@ -206,34 +208,35 @@ class SessionTable:
         return self.model._base_manager.using(self.alias).count(), False
 
     def _truncate(self, watch: Stopwatch) -> str | None:
-        """TRUNCATE the table; None when done, else why it could not be."""
+        """TRUNCATE the table, or swap in an empty copy (`Database.truncating`); None when
+        done, else why it could not be."""
         attempts = 0
+        emptied = False
         try:
-            with self.db.truncating(self.table) as attempt:
-                watch.lap("connect")
-
-                def emptied(lock_timeout_ms: int | None) -> bool:
-                    nonlocal attempts
+            with self.db.truncating(self.model._meta.db_table) as attempt:
+                watch.lap("prepare")
+                free_until = time.monotonic() + FREE_SECONDS
+                while not emptied and time.monotonic() < free_until:
                     attempts += 1
                     started = time.monotonic()
-                    if not attempt(lock_timeout_ms):
-                        return False
+                    emptied = attempt(None)
+                for _ in range(0 if emptied else WAITING_ATTEMPTS):
+                    time.sleep(random.uniform(*WAITING_PAUSE_S))
+                    attempts += 1
+                    started = time.monotonic()
+                    if emptied := attempt(LOCK_TIMEOUT_MS):
+                        break
+                if emptied:
                     watch.lap("wait", at=started)
                     watch.lap("truncate")
-                    return True
-
-                free_until = time.monotonic() + FREE_SECONDS
-                while time.monotonic() < free_until:
-                    if emptied(None):
-                        return None
-                for _ in range(WAITING_ATTEMPTS):
-                    time.sleep(random.uniform(*WAITING_PAUSE_S))
-                    if emptied(LOCK_TIMEOUT_MS):
-                        return None
         except DatabaseError as error:
-            return f"TRUNCATE was refused ({one_line(error)})"
+            return f"{self.db.emptying} was refused ({one_line(error)})"
+        if emptied:
+            watch.lap("drop")
+            return None
         return (
-            f"Other transactions kept the table busy through {attempts:,} attempts to TRUNCATE it"
+            f"Other transactions kept the table busy through {attempts:,} attempts at "
+            f"{self.db.emptying}"
         )
 
     def _remove_next_batch(
