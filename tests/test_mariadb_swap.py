@@ -22,7 +22,7 @@ OTHER_SCHEMA = "release_swap_other"
 LIMITED_USER = "release_no_create"
 
 
-def query(sql: str, params: list[object] | None = None) -> list[tuple[object, ...]]:
+def query(sql: str, params: list[str] | None = None) -> list[tuple[object, ...]]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return list(cursor.fetchall())
