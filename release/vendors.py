@@ -50,9 +50,8 @@ class Database:
     # SQLSTATE codes, and the driver's error numbers where it has no SQLSTATE.
     lock_timeout_codes: frozenset[object] = frozenset()
     deadlock_codes: frozenset[object] = frozenset()
-    # The statement that empties a table at once, and how the summary says it did.
+    # How a table is emptied at once, as the summary says it.
     emptying = "TRUNCATE"
-    emptied_with = "TRUNCATE"
 
     def __init__(self, alias: str) -> None:
         self.alias = alias
@@ -368,8 +367,7 @@ class MariaDB(Database):
         if not swappable:
             yield lambda lock_timeout_ms: self._truncate(table)
             return
-        self.emptying = "RENAME TABLE"
-        self.emptied_with = "RENAME TABLE, an empty copy swapped in"
+        self.emptying = "RENAME TABLE to an empty copy"
         swapped = False
 
         def attempt(lock_timeout_ms: int | None) -> bool:
@@ -384,33 +382,23 @@ class MariaDB(Database):
                 cursor.execute(f"DROP TABLE {old if swapped else fresh}")
 
     def swappable(self, name: str) -> bool:
-        """Whether table `name` can be swapped for an empty copy: an InnoDB table that nothing
-        but its name ties to the rest of the schema, which `CREATE TABLE ... LIKE` would not
-        copy or a rename would leave on the old table."""
+        """Whether table `name` can be swapped for an empty copy: an InnoDB table without
+        triggers (they would stay with the old table) or foreign keys, its own (`CREATE TABLE
+        ... LIKE` copies none) or any schema's that point at it (they would follow the old
+        table)."""
         with self.connection.cursor() as cursor:
             cursor.execute(
-                "SELECT engine FROM information_schema.tables "
-                "WHERE table_schema = DATABASE() AND table_name = %s",
-                [name],
-            )
-            if cursor.fetchone() != ("InnoDB",):
-                return False
-            cursor.execute(
-                "SELECT COUNT(*) FROM information_schema.triggers "
-                "WHERE event_object_schema = DATABASE() AND event_object_table = %s",
-                [name],
-            )
-            if fetched_count(cursor):
-                return False
-            # Its own foreign keys, which LIKE does not copy, and those of any schema that
-            # point at it, which would follow the old table.
-            cursor.execute(
-                "SELECT COUNT(*) FROM information_schema.referential_constraints "
+                "SELECT engine = 'InnoDB' "
+                "AND NOT EXISTS (SELECT 1 FROM information_schema.triggers "
+                "WHERE event_object_schema = DATABASE() AND event_object_table = %s) "
+                "AND NOT EXISTS (SELECT 1 FROM information_schema.referential_constraints "
                 "WHERE (constraint_schema = DATABASE() AND table_name = %s) "
-                "OR (unique_constraint_schema = DATABASE() AND referenced_table_name = %s)",
-                [name, name],
+                "OR (unique_constraint_schema = DATABASE() AND referenced_table_name = %s)) "
+                "FROM information_schema.tables "
+                "WHERE table_schema = DATABASE() AND table_name = %s",
+                [name, name, name, name],
             )
-            return not fetched_count(cursor)
+            return bool(cursor.fetchone() == (1,))
 
     def _truncate(self, table: str) -> bool:
         # NOWAIT gives up at once where the table is in use: every attempt, since a TRUNCATE's
@@ -489,11 +477,6 @@ def swap_tables(name: str) -> tuple[str, str]:
     if len(name) + len(suffixes[0]) > 64:
         name = name[:40] + "_" + hashlib.sha256(name.encode()).hexdigest()[:10]
     return name + suffixes[0], name + suffixes[1]
-
-
-def fetched_count(cursor: Any) -> int:
-    row = cursor.fetchone()
-    return int(row[0]) if row is not None else 0
 
 
 def database(alias: str) -> Database:

@@ -75,7 +75,7 @@ def vendor(alias: str = "default") -> str:
 
 def emptied_with() -> str:
     """How the summary says a session table that nothing else ties to was emptied at once."""
-    return "RENAME TABLE, an empty copy swapped in" if vendor() == "mysql" else "TRUNCATE"
+    return "RENAME TABLE to an empty copy" if vendor() == "mysql" else "TRUNCATE"
 
 
 def only_with_session_lock(reason: str) -> pytest.MarkDecorator:

@@ -73,7 +73,7 @@ def test_an_empty_copy_is_swapped_in_and_the_old_table_dropped(settings: Setting
 
     output = logout(settings)
 
-    assert "Emptied the table with RENAME TABLE, an empty copy swapped in (30 rows)." in output
+    assert "Emptied the table with RENAME TABLE to an empty copy (30 rows)." in output
     assert Session.objects.count() == 0
     assert definition() == before
     assert tables_beside_sessions() == []
@@ -106,7 +106,7 @@ def test_tables_a_crash_left_are_dropped_first(settings: Settings) -> None:
 
     output = logout(settings)
 
-    assert "an empty copy swapped in (30 rows)" in output
+    assert "RENAME TABLE to an empty copy (30 rows)" in output
     assert Session.objects.count() == 0
     assert tables_beside_sessions() == []
 

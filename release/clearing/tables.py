@@ -114,7 +114,7 @@ class SessionTable:
             progress(total, total)
             rows = counted(total, "row")
             how_many = f"about {rows}, {self.db.name}'s estimate" if estimated else rows
-            emptied = f"Emptied the table with {self.db.emptied_with} ({how_many})."
+            emptied = f"Emptied the table with {self.db.emptying} ({how_many})."
             return Cleared(total, (emptied,)).timed(watch)
         watch.lap("wait")
         return self._delete_in_batches(lambda removed: progress(removed, total), watch).noted(
