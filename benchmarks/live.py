@@ -16,8 +16,10 @@ take turns at the GIL, the rate would be one core's, and each operation's time w
 waiting for the other threads. Processes are also what serves a site (gunicorn's workers).
 
 The parent touches READY once every worker is warmed up, stops them at SIGTERM or after
-MAX_SECONDS whatever happens, and writes every operation (start, end, wait, kind, outcome) to
-OUT. An operation's wait is its time less the transaction's deliberate hold.
+MAX_SECONDS whatever happens, and writes every operation (start, end, wait, kind, outcome,
+queued) to OUT. An operation's wait is its time less the transaction's deliberate hold; `queued`
+is how much of that wait its process spent ready to run but waiting for a CPU (Linux's
+schedstat), so that a wait can be told apart into the machine's cores and the store itself.
 
 `LiveSite` is the suite's side: start it, run a method, stop it, and `window()` gives the
 achieved rate and the p50, p99 and worst wait of the operations that overlapped the method.
@@ -58,8 +60,36 @@ WARMUP = 10  # operations of each worker not recorded, before READY
 BEHIND_LIMIT_S = 1.0  # a worker this far behind its schedule starts it afresh instead of rushing
 
 # One operation: when it started and ended (time.monotonic(), the same clock in every process),
-# its wait in seconds, its kind and its outcome.
-Op = tuple[float, float, float, int, int]
+# its wait in seconds, its kind, its outcome, and the seconds of its wait spent waiting for a CPU
+# (None where the kernel does not tell).
+Op = tuple[float, float, float, int, int, float | None]
+
+# The second field: nanoseconds this thread has spent runnable but not running, since it began.
+SCHEDSTAT = "/proc/thread-self/schedstat"
+
+
+class CpuQueue:
+    """How long this thread has waited for a CPU in all, read from Linux's schedstat through
+    one open file (a read costs microseconds); None where the kernel does not keep it."""
+
+    def __init__(self) -> None:
+        try:
+            self.fd: int | None = os.open(SCHEDSTAT, os.O_RDONLY)
+        except OSError:
+            self.fd = None
+
+    def seconds(self) -> float | None:
+        if self.fd is None:
+            return None
+        try:
+            return int(os.pread(self.fd, 128, 0).split()[1]) / 1e9
+        except (OSError, IndexError, ValueError):
+            return None
+
+
+def queued_between(before: float | None, after: float | None) -> float | None:
+    """The CPU queue between two readings, where the kernel tells."""
+    return None if before is None or after is None else after - before
 
 
 def _worker(
@@ -97,6 +127,7 @@ def _worker(
     ops: list[Op] = []
     errors: list[str] = []
     created = 0
+    cpu_queue = CpuQueue()
     warmup = WARMUP
     # The workers' schedules interleave: each starts at a random point of its period.
     next_at = time.monotonic() + rng.random() * period
@@ -116,6 +147,8 @@ def _worker(
             kind = READ if draw < 0.60 else SAVE if draw < 0.95 else CREATE
         outcome = OK
         held = 0.0
+        held_queued: float | None = 0.0
+        queued_before = cpu_queue.seconds()
         started = time.monotonic()
         try:
             if kind == READ:
@@ -136,9 +169,10 @@ def _worker(
                     store["visits"] = rng.randrange(1000)
                     store.save()
                     created += store.session_key != key
-                    hold_from = time.monotonic()
+                    hold_from, hold_queued_from = time.monotonic(), cpu_queue.seconds()
                     time.sleep(rng.uniform(*ATOMIC_HOLD_S))
                     held = time.monotonic() - hold_from
+                    held_queued = queued_between(hold_queued_from, cpu_queue.seconds())
         except UpdateError:
             outcome = INTERRUPTED  # deleted between its read and its save: SessionInterrupted
         except Exception as error:  # a live site logs it and goes on
@@ -148,12 +182,17 @@ def _worker(
             for connection in connections.all(initialized_only=True):
                 connection.close_if_unusable_or_obsolete()
         ended = time.monotonic()
+        queued = queued_between(queued_before, cpu_queue.seconds())
+        if queued is not None and held_queued is not None:
+            queued -= held_queued  # the hold is not part of the wait, nor is its CPU queue
+        elif held_queued is None:
+            queued = None
         if warmup > 0:
             warmup -= 1  # connecting, first queries: not what a live site waits for
             if warmup == 0:
                 ready.touch()
         else:
-            ops.append((started, ended, ended - started - held, kind, outcome))
+            ops.append((started, ended, ended - started - held, kind, outcome, queued))
     out.write_text(json.dumps({"ops": ops, "errors": errors, "created": created}))
 
 
@@ -226,7 +265,7 @@ def serve(
         why = f"workers {failed} failed" if failed else "it was stopped"
         print(f"The live site never was ready: {why}.", file=sys.stderr)
         return 1
-    ops: list[list[float]] = []
+    ops: list[list[Any]] = []
     errors = [f"Live worker {k} failed (exit code {processes[k].exitcode})." for k in failed]
     created = 0
     for path in parts:
@@ -278,13 +317,20 @@ class Window:
     rest_p99_ms: float | None
     rest_worst_ms: float | None
     created: int
+    # Of the worst wait, the part its process spent waiting for a CPU; and the longest wait of
+    # any operation less that part, its wait for the store. None where the kernel does not tell.
+    worst_queued_ms: float | None = None
+    worst_unqueued_ms: float | None = None
     error_samples: list[str] = field(default_factory=list)
-    # Each operation's wait (ms), during and at rest: for merging the windows of several runs.
+    # Each operation's wait (ms) and its CPU queue, during; its wait at rest: for merging the
+    # windows of several runs.
     waits_ms: list[float] = field(default_factory=list, repr=False)
+    queued_ms: list[float | None] = field(default_factory=list, repr=False)
     rest_waits_ms: list[float] = field(default_factory=list, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in {"waits_ms", "rest_waits_ms"}}
+        hidden = {"waits_ms", "queued_ms", "rest_waits_ms"}
+        return {k: v for k, v in self.__dict__.items() if k not in hidden}
 
     @classmethod
     def merged(cls, windows: list[Window]) -> Window:
@@ -292,6 +338,8 @@ class Window:
         over all their operations, and the lowest rate of any (each run must be a busy site)."""
         first = windows[0]
         waits = [w for window in windows for w in window.waits_ms]
+        queued = [q for window in windows for q in window.queued_ms]
+        worst_queued, worst_unqueued = cpu_queue_of(waits, queued)
         rest = [w for window in windows for w in window.rest_waits_ms]
 
         def lowest(rates: list[float | None]) -> float | None:
@@ -317,8 +365,11 @@ class Window:
             rest_p99_ms=percentile(rest, 0.99),
             rest_worst_ms=max(rest, default=None),
             created=sum(w.created for w in windows),
+            worst_queued_ms=worst_queued,
+            worst_unqueued_ms=worst_unqueued,
             error_samples=[e for w in windows for e in w.error_samples][:5],
             waits_ms=waits,
+            queued_ms=queued,
             rest_waits_ms=rest,
         )
 
@@ -342,6 +393,18 @@ def shortfall(live: dict[str, Any], *, during: bool) -> str | None:
                 f"The live load {words} the command was {rate:.0f} ops/s, below {target:g}."
             )
     return " ".join(problems) or None
+
+
+def cpu_queue_of(
+    waits: list[float], queued: list[float | None]
+) -> tuple[float | None, float | None]:
+    """`worst_queued_ms` and `worst_unqueued_ms` of operations with these waits and CPU queues
+    (ms, in the same order); None where any queue is unknown."""
+    known = [q for q in queued if q is not None]
+    if not waits or len(known) != len(waits):
+        return None, None
+    worst = max(range(len(waits)), key=waits.__getitem__)
+    return known[worst], max(wait - q for wait, q in zip(waits, known, strict=True))
 
 
 def percentile(values: list[float], fraction: float) -> float | None:
@@ -442,9 +505,11 @@ class LiveSite:
     def window(self, start: float, end: float, rest: tuple[float, float] | None = None) -> Window:
         """The operations that overlapped [start, end]; `rest`: a period before it of the live
         load alone."""
-        ops: list[list[float]] = self.data.get("ops", [])
+        ops: list[list[Any]] = self.data.get("ops", [])
         during = [op for op in ops if op[0] < end and op[1] > start]
         waits = [op[2] * 1000 for op in during]
+        queued = [None if op[5] is None else op[5] * 1000 for op in during]
+        worst_queued, worst_unqueued = cpu_queue_of(waits, queued)
         at_rest = [op[2] * 1000 for op in ops if rest and rest[0] <= op[0] and op[1] <= rest[1]]
         ready_at = self.data.get("ready_at")
         started_before = sum(1 for op in ops if ready_at is not None and ready_at <= op[0] < start)
@@ -473,8 +538,11 @@ class LiveSite:
             rest_p99_ms=percentile(at_rest, 0.99),
             rest_worst_ms=max(at_rest, default=None),
             created=int(self.data.get("created", 0)),
+            worst_queued_ms=worst_queued,
+            worst_unqueued_ms=worst_unqueued,
             error_samples=list(self.data.get("errors", []))[:5],
             waits_ms=waits,
+            queued_ms=queued,
             rest_waits_ms=at_rest,
         )
 

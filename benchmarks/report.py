@@ -160,8 +160,9 @@ def clear_table(results: Results) -> list[str]:
     lines = [
         "| store | N | method | clear (s) | x reference | end to end (s) | wall (s) "
         "| peak RSS (MB) | live ops | live ops/s | p50 wait (ms) | p99 wait (ms) "
-        "| worst wait (ms) | at rest: p99, worst (ms) | notes |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| worst wait (ms) | of it, for a CPU (ms) | longest for the store (ms) "
+        "| at rest: p99, worst (ms) | notes |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for m in results.measurements:
         reference = next(
@@ -209,6 +210,8 @@ def clear_table(results: Results) -> list[str]:
             f"{'-' if m.extrapolated else number(m.peak_rss_mb, 0)} | {m.live.get('ops', 0)} | "
             f"{number(m.live.get('ops_per_second'), 0)} | {number(m.live.get('p50_ms'), 1)} | "
             f"{number(m.live.get('p99_ms'), 1)} | {number(m.live.get('worst_ms'), 1)} | "
+            f"{number(m.live.get('worst_queued_ms'), 1)} | "
+            f"{number(m.live.get('worst_unqueued_ms'), 1)} | "
             f"{_at_rest(m.live)} | {'; '.join(notes)} |"
         )
     return lines
@@ -400,9 +403,13 @@ def markdown(results: Results) -> str:
         "ATOMIC_REQUESTS. *Live ops/s*: the operations started while the command ran, a second "
         f"(at least {LIVE_MIN_RATE:g} wanted before each command, and during the release; the "
         "others may stall the site). *Waits*: of the operations that overlapped the command, "
-        "less the deliberate hold. *At rest*: the waits of the same load alone, with nothing "
-        "else running, over a period just before each release's first run (`--rest-seconds`, "
-        "30 by default): what this machine gives the site without the release. *Runs*: each "
+        "less the deliberate hold. *For a CPU*: how much of the worst wait its process was "
+        "ready to run but waited for one of the machine's cores (Linux's schedstat), which the "
+        "store, the command and the site share here; *longest for the store*: the longest wait "
+        "of any of those operations less that part. *At rest*: the waits of the same load "
+        "alone, with nothing else running, over a period just before each release's first run "
+        "(`--rest-seconds`, 30 by default): what this machine gives the site without the "
+        "release. *Runs*: each "
         "method but the per-object loop and those with login records runs several times at "
         "each size (`--repeats`, 3 by default), on a store filled afresh each time; its row is "
         "the run with the median end-to-end time, its live columns the operations of every run.",

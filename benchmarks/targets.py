@@ -173,6 +173,11 @@ class Checker:
             + f"worst {ms(live['worst_ms'])}, p99 {ms(live['p99_ms'])}, p50 {ms(live['p50_ms'])}; "
             f"{live['ops']} ops at {live['ops_per_second'] or 0:,.0f} ops/s"
         )
+        if live.get("worst_queued_ms") is not None:
+            measured += (
+                f" (of the worst, {ms(live['worst_queued_ms'])} waiting for a CPU; the longest "
+                f"wait less that, {ms(live['worst_unqueued_ms'])})"
+            )
         if live.get("errors"):
             measured += f", {live['errors']} failed"
         if live.get("rest_worst_ms") is not None:
