@@ -184,7 +184,7 @@ def test_cache_engine_on_redis_through_the_client(
     """Keys for two and a half UNLINKs go in three; the fault comes at the first, second or
     third."""
     settings.RELEASE_SESSION_ENGINE = CACHE
-    total = 2 * cache_keys.BATCH + cache_keys.BATCH // 2
+    total = 2 * cache_keys.UNLINK_NAMES + cache_keys.UNLINK_NAMES // 2
     seed_redis("redis", total)
     fault = redis.ConnectionError("Redis went away")
 
@@ -194,7 +194,7 @@ def test_cache_engine_on_redis_through_the_client(
         message = logout_failed(settings, "2")
 
     gone = total - redis_sessions(redis_cache)
-    assert removed_in(message) == gone == (fail_at - 1) * cache_keys.BATCH
+    assert removed_in(message) == gone == (fail_at - 1) * cache_keys.UNLINK_NAMES
     assert "Redis went away" in message
     logout_finishes(settings, "2")
     assert redis_sessions(redis_cache) == 0

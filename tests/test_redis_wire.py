@@ -10,8 +10,10 @@ import shutil
 import socket
 import ssl
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
+from itertools import pairwise
 from typing import Any
 
 import hypothesis
@@ -56,8 +58,12 @@ def scan_reply(cursor: bytes, *names: bytes) -> bytes:
 def read_scan(
     wire: redis_wire.Wire, run: re.Pattern[bytes] | None, keep: Callable[[bytes], object] | None
 ) -> tuple[bytes, list[bytes], int]:
+    """The cursor, the kept runs' bulk strings, and the count, checked against the runs'."""
     cursor, left = wire.scan_cursor()
-    return (cursor, *wire.scan_names(left, run, keep))
+    kept, count = wire.scan_names(left, run, keep)
+    assert count == sum(names.many for names in kept)
+    assert all(names.bulk.count(b"\r\n") == 2 * names.many for names in kept if run is not None)
+    return cursor, [names.bulk for names in kept], count
 
 
 @pytest.mark.parametrize("receive", [1, 3, 7, 64, 1 << 20])
@@ -204,7 +210,7 @@ def test_the_next_scan_goes_before_the_names_are_read_and_redis_counts(
     calls: list[int] = []
 
     removed = redis_wire.unlink_scanned(
-        wire, ":1:*", 1000, names.run, names.matches, calls.append, not_settled
+        wire, ":1:*", 1000, 250, names.run, names.matches, calls.append, not_settled
     )
 
     assert removed == 4
@@ -218,6 +224,30 @@ def test_the_next_scan_goes_before_the_names_are_read_and_redis_counts(
     )
 
 
+@hypothesis.given(
+    runs=st.lists(st.integers(min_value=1, max_value=12), max_size=30),
+    most=st.integers(min_value=1, max_value=10),
+)
+def test_unlinks_keep_every_name_in_order_and_at_most_most_each(runs: list[int], most: int) -> None:
+    """Runs of names grouped into UNLINKs: every name once, in order; no UNLINK over `most`
+    but a single run longer than it; and no two neighbours that would fit in one."""
+    kept = [
+        redis_wire.Names(b"".join(bulk(b"%d.%d" % (i, j)) for j in range(many)), many)
+        for i, many in enumerate(runs)
+    ]
+
+    unlinks = list(redis_wire.unlinks(kept, most))
+
+    assert b"".join(b"".join(u.names) for u in unlinks) == b"".join(n.bulk for n in kept)
+    assert [u.found for u in unlinks if u.found] == [u.found for u in unlinks]
+    assert sum(u.found for u in unlinks) == sum(runs)
+    for unlink in unlinks:
+        assert unlink.found == sum(bulk_.count(b"\r\n") // 2 for bulk_ in unlink.names)
+        assert unlink.found <= most or len(unlink.names) == 1
+    for first, then in pairwise(unlinks):
+        assert first.found + then.names[0].count(b"\r\n") // 2 > most
+
+
 def test_a_step_that_finds_nothing_sends_no_unlink(
     peer: tuple[redis_wire.Wire, socket.socket],
 ) -> None:
@@ -228,7 +258,7 @@ def test_a_step_that_finds_nothing_sends_no_unlink(
     calls: list[int] = []
 
     removed = redis_wire.unlink_scanned(
-        wire, "*", 10, names.run, names.matches, calls.append, not_settled
+        wire, "*", 10, 250, names.run, names.matches, calls.append, not_settled
     )
 
     assert removed == 0
@@ -265,7 +295,9 @@ def test_an_error_with_an_unlink_under_way_is_settled(
         return gone
 
     with pytest.raises(redis.ResponseError, match=r"^OOM command not allowed"):
-        redis_wire.unlink_scanned(wire, "*", 10, names.run, names.matches, calls.append, settle)
+        redis_wire.unlink_scanned(
+            wire, "*", 10, 250, names.run, names.matches, calls.append, settle
+        )
 
     assert calls == counted
     assert asked == [[redis_wire.Unlink([bulk(second)], 1)]]
@@ -280,7 +312,7 @@ def test_no_settling_without_an_unlink_under_way(
     calls: list[int] = []
 
     with pytest.raises(redis.ResponseError, match=r"^LOADING"):
-        redis_wire.unlink_scanned(wire, "*", 10, None, None, calls.append, not_settled)
+        redis_wire.unlink_scanned(wire, "*", 10, 250, None, None, calls.append, not_settled)
 
     assert calls == []
 
@@ -434,6 +466,48 @@ def test_an_acl_that_refuses_unlink(client: redis.Redis, tag: str) -> None:
         refused.close()
         client.acl_deluser(user)
     assert left(client, tag) == 10
+
+
+@needs_redis
+@pytest.mark.parametrize("without_pool", [False, True], ids=["on the wire", "through the client"])
+def test_no_unlink_holds_redis_for_more_than_unlink_names(
+    client: redis.Redis, tag: str, without_pool: bool
+) -> None:
+    """What Redis runs (MONITOR): UNLINKs of at most UNLINK_NAMES names, which together are
+    every session key once. Redis runs each whole command in the 16 KB it reads of a client at a
+    time before it serves another, so the size of an UNLINK is how long the site waits."""
+    names = seed(client, tag, 4 * cache_keys.UNLINK_NAMES + 30, 20)
+    ran: list[list[str]] = []
+    stop = f"stop-{tag}"
+    monitoring = threading.Event()
+
+    def monitor() -> None:
+        with client.monitor() as commands:  # type: ignore[no-untyped-call]
+            monitoring.set()
+            for command in commands.listen():
+                words = command["command"].split(" ")
+                if words[0] == "ECHO" and words[1:] == [stop]:
+                    return
+                if words[0] == "UNLINK" and words[1].startswith(tag):
+                    ran.append(words[1:])
+
+    watcher = threading.Thread(target=monitor)
+    watcher.start()
+    assert monitoring.wait(10)
+    time.sleep(0.2)  # MONITOR answered before the clear begins
+    removed = cache_keys.unlink_matching(
+        WithoutPool(client) if without_pool else client, names.pattern, keys=names
+    )
+    redis.Redis.from_url(redis_url()).echo(stop)
+    watcher.join(10)
+
+    assert cache_keys.UNLINK_NAMES == 250
+    assert removed == 4 * cache_keys.UNLINK_NAMES + 30
+    assert all(0 < len(unlinked) <= cache_keys.UNLINK_NAMES for unlinked in ran)
+    unlinked = [name for command in ran for name in command]
+    assert len(unlinked) == len(set(unlinked)) == removed
+    assert all(names.matches(name) for name in unlinked)
+    assert left(client, tag) == 20
 
 
 class WithoutPool:

@@ -14,15 +14,19 @@ from django.core.cache.backends.redis import RedisCache
 from release.clearing.base import Progress
 from release.guard import KEY_CHARS, KEY_LENGTH
 
-# Keys per UNLINK (per SCAN step on redis_wire's connection: about SCAN_COUNT): small enough
-# that memory does not grow with the number of keys and Redis is never blocked for long. A
-# million keys beside the live load, three runs each: 1,000 cleared as fast as 5,000 (8.3-9.0 s
-# against 8.3-9.7 s), with the site's worst wait 30-47 ms against 80-107 ms and p99 14-20 ms
-# against 43-61 ms.
+# Keys per batch where the keys cannot be listed (delete_many) or a client's pool cannot give a
+# connection of its own: small enough that memory does not grow with the number of keys.
 BATCH = 1000
-# The COUNT of each SCAN step: a bound on how long each one blocks Redis, whose cost per key is
-# much the same whatever the COUNT.
-SCAN_COUNT = BATCH
+# The COUNT of each SCAN step: a bound on how long each one blocks Redis. Each step waits for
+# the one before (its cursor), so each costs a round trip: a million keys beside the live load,
+# 1,000 cleared as fast as 5,000 (8.3-9.0 s against 8.3-9.7 s) with the site's worst wait 30-47
+# ms against 80-107 ms; through a link of 1 ms round trips, 5.7 s against 18.1 s for 250.
+SCAN_COUNT = 1000
+# Names per UNLINK on redis_wire's connection, which sends them without waiting for replies.
+# Redis reads a client's commands 16 KB at a time and runs each whole command in what it has read
+# before it serves another client: at about 70 bytes a name, an UNLINK of 1,000 names held every
+# other client for all 1,000, one of 250 (about 17 KB) for at most 250.
+UNLINK_NAMES = 250
 
 # Django's own session keys: get_random_string(32, VALID_KEY_CHARS) in SessionBase; the guard
 # makes keys of KEY_LENGTH characters from the same characters (KEY_CHARS).
@@ -57,9 +61,10 @@ class SessionKeys:
 
     @staticmethod
     def _run(before: bytes, after: bytes) -> re.Pattern[bytes] | None:
-        """RESP bulk strings in a row, each one of these names: the part of a SCAN reply read
-        as bytes (`redis_wire`) that can go into an UNLINK as it is. None where the name's
-        fixed parts hold a line break, which `redis_wire` counts the names by."""
+        """RESP bulk strings in a row, each one of these names, at most UNLINK_NAMES of them:
+        the part of a SCAN reply read as bytes (`redis_wire`) that can go into an UNLINK as it
+        is. None where the name's fixed parts hold a line break, which `redis_wire` counts the
+        names by."""
         if any(char in before + after for char in (b"\r", b"\n")):
             return None
         key_char = b"[" + b"".join(re.escape(bytes([char])) for char in KEY_CHARS.encode()) + b"]"
@@ -74,7 +79,7 @@ class SessionKeys:
             )
             for length in SESSION_KEY_LENGTHS
         )
-        return re.compile(b"(?:" + b"|".join(names) + b")*")
+        return re.compile(b"(?:" + b"|".join(names) + b"){0,%d}" % UNLINK_NAMES)
 
     @property
     def pattern(self) -> str:
@@ -166,7 +171,7 @@ def unlink_matching(
     names of theirs that no longer exist, where Redis still answers.
 
     On a connection of its own, read as bytes (`redis_wire`), where the client's pool can make
-    one; else through the client, a batch of BATCH keys at a time."""
+    one; else through the client, UNLINK_NAMES keys at a time."""
 
     def report(removed: int) -> None:
         if progress is not None:
@@ -184,13 +189,15 @@ def unlink_matching(
                 wire,
                 pattern,
                 SCAN_COUNT,
+                UNLINK_NAMES,
                 None if keys is None else keys.run,
                 None if keys is None else keys.matches,
                 report,
                 settle,
             )
     removed = 0
-    for found in batched(scan(client, pattern, None if keys is None else keys.select), BATCH):
+    selected = scan(client, pattern, None if keys is None else keys.select)
+    for found in batched(selected, UNLINK_NAMES):
         removed += client.unlink(*found)
         report(removed)
     return removed

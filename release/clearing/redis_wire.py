@@ -138,13 +138,13 @@ class Wire:
 
     def scan_names(
         self, left: int, run: re.Pattern[bytes] | None, keep: Callable[[bytes], object] | None
-    ) -> tuple[list[bytes], int]:
-        """The rest of a SCAN reply, its `left` names: those kept, as RESP bulk strings (ready
-        to follow an UNLINK's header), and how many they are. `run` matches any number of bulk
-        strings in a row that are all to be kept, so that most of a reply is taken in one
-        match; the rest is read a name at a time and kept when `keep` says so (or always,
-        without it)."""
-        kept: list[bytes] = []
+    ) -> tuple[list[Names], int]:
+        """The rest of a SCAN reply, its `left` names: those kept, as runs of RESP bulk strings
+        (ready to follow an UNLINK's header) with how many names each holds, and how many they
+        are in all. `run` matches bulk strings in a row that are all to be kept, so that most of
+        a reply is taken in a few matches; the rest is read a name at a time and kept when
+        `keep` says so (or always, without it)."""
+        kept: list[Names] = []
         count = 0
         while left > 0:
             if run is not None:
@@ -155,7 +155,7 @@ class Wire:
                     many = names.count(b"\r\n") // 2
                     if many > left:
                         raise InvalidResponse("Redis answered SCAN with more names than it said.")
-                    kept.append(bytes(names))
+                    kept.append(Names(bytes(names), many))
                     count += many
                     left -= many
                     self.at = taken.end()
@@ -164,7 +164,7 @@ class Wire:
             name = self._bulk("SCAN")
             left -= 1
             if keep is None or keep(name):
-                kept.append(b"$%d\r\n%s\r\n" % (len(name), name))
+                kept.append(Names(b"$%d\r\n%s\r\n" % (len(name), name), 1))
                 count += 1
         self._done()
         return kept, count
@@ -221,6 +221,13 @@ def connection(client: Any) -> Iterator[Wire | None]:
             pool.release(made)
 
 
+class Names(NamedTuple):
+    """Names in a row, as the RESP bulk strings they came as, and how many."""
+
+    bulk: bytes
+    many: int
+
+
 class Unlink(NamedTuple):
     """An UNLINK sent: its names, as the RESP bulk strings they went as, and how many."""
 
@@ -228,18 +235,34 @@ class Unlink(NamedTuple):
     found: int
 
 
+def unlinks(kept: list[Names], most: int) -> Iterator[Unlink]:
+    """The names of `kept`, in order, as UNLINKs of at most `most` names each; a run of more
+    than `most` names (a `run` pattern that is not bounded) goes as one UNLINK of its own."""
+    names: list[bytes] = []
+    found = 0
+    for bulk, many in kept:
+        if names and found + many > most:
+            yield Unlink(names, found)
+            names, found = [], 0
+        names.append(bulk)
+        found += many
+    if names:
+        yield Unlink(names, found)
+
+
 def unlink_scanned(
     wire: Wire,
     pattern: str,
     count: int,
+    most: int,
     run: re.Pattern[bytes] | None,
     keep: Callable[[bytes], object] | None,
     progress: Progress,
     settle: Callable[[list[Unlink]], int],
 ) -> int:
     """SCAN for `pattern`, `count` at a time, and UNLINK what each reply holds that `run` or
-    `keep` keeps; returns how many were removed, calling `progress` with the running total
-    after each UNLINK's reply.
+    `keep` keeps, at most `most` names an UNLINK (`run` should match no more in a row); returns
+    how many were removed, calling `progress` with the running total after each UNLINK's reply.
 
     Redis is never left waiting for this process: the next SCAN goes out as soon as a reply's
     cursor is read, before its names, and each UNLINK as soon as its names are; the replies are
@@ -267,10 +290,13 @@ def unlink_scanned(
             if cursor != b"0":
                 wire.send(scan(cursor))
                 to_come.append(None)
-            names, found = wire.scan_names(left, run, keep)
-            if found:
-                to_come.append(Unlink(names, found))
-                wire.send(head_of(b"UNLINK", found), *names)
+            kept, _ = wire.scan_names(left, run, keep)
+            sending: list[bytes] = []
+            for unlink in unlinks(kept, most):
+                to_come.append(unlink)
+                sending += [head_of(b"UNLINK", unlink.found), *unlink.names]
+            if sending:
+                wire.send(*sending)
     except RedisError:
         under_way = [unlink for unlink in to_come if unlink is not None]
         if under_way:
