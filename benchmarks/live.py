@@ -183,10 +183,9 @@ def _worker(
                 connection.close_if_unusable_or_obsolete()
         ended = time.monotonic()
         queued = queued_between(queued_before, cpu_queue.seconds())
-        if queued is not None and held_queued is not None:
-            queued -= held_queued  # the hold is not part of the wait, nor is its CPU queue
-        elif held_queued is None:
-            queued = None
+        if queued is not None:
+            # The hold is not part of the wait, nor is its CPU queue.
+            queued = None if held_queued is None else queued - held_queued
         if warmup > 0:
             warmup -= 1  # connecting, first queries: not what a live site waits for
             if warmup == 0:

@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand
 
 from release import conf
 from release.clearing import dependents as rules
+from release.clearing import keys as cache_keys
 from release.clearing import tables
 from release.vendors import PostgreSQL
 from tests.conftest import ROOT
@@ -167,6 +168,9 @@ def test_big_tables_gives_the_clear_s_own_numbers() -> None:
     assert f"{low} to {high} ms apart, up to {tables.WAITING_ATTEMPTS} of them" in text
     assert f"Above {tables.EXACT_COUNT_UP_TO:,} rows the summary gives PostgreSQL's" in text
     assert f"batches of {rules.BATCH_ROWS:,} rows" in text
+    engines = " ".join(section("## Session engines").split())
+    assert f"`SCAN` with a coarse `MATCH` ({cache_keys.SCAN_COUNT:,} keys a step)" in engines
+    assert f"what each step found, {cache_keys.UNLINK_NAMES} keys at a time" in engines
     assert f"batches of {rules.BATCH_ROWS_WITH_DEPENDENTS:,} sessions in key order" in text
     assert f"(`vacuum_cost_delay` {PostgreSQL.VACUUM_COST_DELAY_MS} ms;" in text
     vacuum_wait = PostgreSQL.VACUUM_LOCK_TIMEOUT_MS / 1000

@@ -14,8 +14,8 @@ from django.core.cache.backends.redis import RedisCache
 from release.clearing.base import Progress
 from release.guard import KEY_CHARS, KEY_LENGTH
 
-# Keys per batch where the keys cannot be listed (delete_many) or a client's pool cannot give a
-# connection of its own: small enough that memory does not grow with the number of keys.
+# Keys per delete_many where the keys cannot be listed, and rows per chunk where a cached_db
+# table's keys are read: small enough that memory does not grow with the number of keys.
 BATCH = 1000
 # The COUNT of each SCAN step: a bound on how long each one blocks Redis. Each step waits for
 # the one before (its cursor), so each costs a round trip: a million keys beside the live load,

@@ -138,14 +138,13 @@ class Wire:
 
     def scan_names(
         self, left: int, run: re.Pattern[bytes] | None, keep: Callable[[bytes], object] | None
-    ) -> tuple[list[Names], int]:
+    ) -> list[Names]:
         """The rest of a SCAN reply, its `left` names: those kept, as runs of RESP bulk strings
-        (ready to follow an UNLINK's header) with how many names each holds, and how many they
-        are in all. `run` matches bulk strings in a row that are all to be kept, so that most of
-        a reply is taken in a few matches; the rest is read a name at a time and kept when
-        `keep` says so (or always, without it)."""
+        (ready to follow an UNLINK's header) with how many names each holds. `run` matches bulk
+        strings in a row that are all to be kept, so that most of a reply is taken in a few
+        matches; the rest is read a name at a time and kept when `keep` says so (or always,
+        without it)."""
         kept: list[Names] = []
-        count = 0
         while left > 0:
             if run is not None:
                 taken = run.match(self.received, self.at)
@@ -156,7 +155,6 @@ class Wire:
                     if many > left:
                         raise InvalidResponse("Redis answered SCAN with more names than it said.")
                     kept.append(Names(bytes(names), many))
-                    count += many
                     left -= many
                     self.at = taken.end()
                     continue
@@ -165,9 +163,8 @@ class Wire:
             left -= 1
             if keep is None or keep(name):
                 kept.append(Names(b"$%d\r\n%s\r\n" % (len(name), name), 1))
-                count += 1
         self._done()
-        return kept, count
+        return kept
 
 
 def _size(line: bytes, command: str) -> int:
@@ -290,9 +287,8 @@ def unlink_scanned(
             if cursor != b"0":
                 wire.send(scan(cursor))
                 to_come.append(None)
-            kept, _ = wire.scan_names(left, run, keep)
             sending: list[bytes] = []
-            for unlink in unlinks(kept, most):
+            for unlink in unlinks(wire.scan_names(left, run, keep), most):
                 to_come.append(unlink)
                 sending += [head_of(b"UNLINK", unlink.found), *unlink.names]
             if sending:
