@@ -102,10 +102,10 @@ HTTP_MIN_RATIO = 0.98
 HTTP_CALIBRATION = 0.02
 
 RELEASE_TIMEOUT = 3600.0  # Heroku ends a release phase after an hour
-# Above this many sessions only the release and `Session.objects.all().delete()` (or
-# `delete_pattern`) run: the per-object loop is timed per row on a sample whatever N is, and with
-# login records ten million sessions would take the release about 8 minutes and `delete()` about
-# 10 and 14 GB of memory.
+# Above this many sessions only the release and `Session.objects.all().delete()` run: the
+# per-object loop is timed per row on a sample whatever N is, with login records ten million
+# sessions would take the release about 8 minutes and `delete()` about 10 and 14 GB of memory,
+# and `delete_pattern` of ten million keys did not finish (methods.DELETE_PATTERN).
 ALL_METHODS_UP_TO = 1_000_000
 
 # The live site beside each method (live.py): a busy site's load, at least LIVE_MIN_RATE session
