@@ -159,14 +159,21 @@ REDIS_CLEAR_COMMANDS = ("scan", "unlink", "del")
 
 
 def redis_command_seconds() -> dict[str, float]:
-    """How long Redis has spent in each command since it started (INFO commandstats), and in
-    all of them ("all"): the difference across a clear is Redis's own work for it."""
-    stats = redis_client().info("commandstats")
+    """How long Redis has spent in each command since it started (INFO commandstats), in all of
+    them ("all"), and the CPU time of its main thread ("main_thread"), which also reads and
+    parses each command and writes each reply, one client at a time: the difference across a
+    clear is Redis's own work for it."""
+    client = redis_client()
+    stats = client.info("commandstats")
     seconds = {
         name: float(stats.get(f"cmdstat_{name}", {}).get("usec", 0)) / 1e6
         for name in REDIS_CLEAR_COMMANDS
     }
     seconds["all"] = sum(float(entry.get("usec", 0)) for entry in stats.values()) / 1e6
+    cpu = client.info("cpu")
+    seconds["main_thread"] = float(cpu.get("used_cpu_user_main_thread", 0)) + float(
+        cpu.get("used_cpu_sys_main_thread", 0)
+    )
     return seconds
 
 
