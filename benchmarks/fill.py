@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from itertools import chain, islice
+from itertools import chain
 from typing import Any
 
 from benchmarks import databases
@@ -259,6 +259,7 @@ def finish_rehashing(client: Any, names: Iterable[str]) -> None:
     the command measured then pays for the move. A store that grew over days is almost never
     mid-move. A lookup of a key with an expiry time steps both tables once, and a table of S
     slots is moved in at most S steps: at most as many as the keys in it."""
-    names = iter(names)
-    while batch := list(islice(names, EXISTS_NAMES)):
+    from release.clearing.keys import batched  # needs Django set up, as cache_keys() does
+
+    for batch in batched(names, EXISTS_NAMES):
         client.exists(*batch)
