@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -19,7 +21,7 @@ class Command:
     argv: list[str]
     returncode: int | None
     seconds: float
-    peak_rss_mb: float
+    peak_rss_mb: float  # NaN when it timed out: killed with the process that measures it
     stdout: str
     stderr: str
     timed_out: bool
@@ -37,22 +39,31 @@ class Command:
         return f"exit code {self.returncode}: {' / '.join(tail)}"
 
 
+LAUNCHER = ROOT / "benchmarks" / "launch.py"
+
+
 def run(argv: list[str], env: dict[str, str], timeout: float) -> Command:
     """Run `argv` in the repository root; kill its process group after `timeout` seconds.
 
-    The peak resident set size comes from wait4(), the kernel's own account of that process
-    (and of children it waited for), so other processes of the suite do not count.
+    The command's start, end and peak resident set size come from benchmarks/launch.py, a small
+    process that starts it and reads wait4(), the kernel's own account of that process (and of
+    children it waited for): from this process, the peak would count this one's memory too.
     """
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.TemporaryFile() as report,
+    ):
         started = time.monotonic()
         process = subprocess.Popen(
-            argv,
+            [sys.executable, "-I", "-S", str(LAUNCHER), str(report.fileno()), *argv],
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
             start_new_session=True,
+            pass_fds=(report.fileno(),),
         )
         timed_out = threading.Event()
 
@@ -72,7 +83,14 @@ def run(argv: list[str], env: dict[str, str], timeout: float) -> Command:
         finally:
             timer.cancel()
             timer.join()
-        _, status, usage = os.wait4(process.pid, 0)
+        _, status, _ = os.wait4(process.pid, 0)
+        peak_rss_mb = math.nan
+        report.seek(0)
+        account = report.read().split()
+        if account:  # the launcher saw the command end
+            started, ended = float(account[0]), float(account[1])
+            status = int(account[2])
+            peak_rss_mb = int(account[3]) / 1024  # kilobytes on Linux
         process.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
@@ -80,7 +98,7 @@ def run(argv: list[str], env: dict[str, str], timeout: float) -> Command:
             argv=argv,
             returncode=process.returncode,
             seconds=ended - started,
-            peak_rss_mb=usage.ru_maxrss / 1024,  # kilobytes on Linux
+            peak_rss_mb=peak_rss_mb,
             stdout=out.read().decode(errors="replace"),
             stderr=err.read().decode(errors="replace"),
             timed_out=timed_out.is_set(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import re
@@ -138,7 +139,7 @@ def machine_line(results: Results) -> str:
 
 
 def number(value: float | None, digits: int = 2) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"
+    return "-" if value is None or math.isnan(value) else f"{value:,.{digits}f}"
 
 
 def _clear_cell(m: Measurement) -> str:
