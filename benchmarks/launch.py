@@ -5,7 +5,7 @@ resident set size in KB, as wait4() gives them.
 The suite starts each command through this small process because on Linux a process's peak counts
 the memory of the one that started it: a child made by fork or vfork starts with its parent's
 pages, and exec keeps that address space's high-water mark. Started from the suite's own process,
-70-80 MB, every command measured at least that; the release itself peaks near 50 MB. This
+70-80 MB, every command measured at least that; the release itself peaks at 47-68 MB. This
 process holds about 10 MB, less than any Python command it starts. It imports nothing of the
 suite, so that it stays that small.
 """

@@ -28,6 +28,7 @@ time, and the live waits of every run.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import statistics
 import time
@@ -343,7 +344,11 @@ def combined(runs: list[tuple[Measurement, Window]]) -> Measurement:
     return replace(
         chosen,
         live=Window.merged([window for _, window in runs]).as_dict(),
-        peak_rss_mb=max(m.peak_rss_mb for m in measurements),
+        # A run that timed out has no peak (NaN): the highest of the runs that have one.
+        peak_rss_mb=max(
+            (m.peak_rss_mb for m in measurements if not math.isnan(m.peak_rss_mb)),
+            default=math.nan,
+        ),
         remaining=max((m.remaining for m in measurements if m.remaining is not None), default=None),
         others_kept=min(
             (m.others_kept for m in measurements if m.others_kept is not None), default=None
