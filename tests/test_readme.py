@@ -197,3 +197,51 @@ def test_benchmark_options_are_the_suites() -> None:
     assert mentioned <= suite, mentioned - suite
     only_two = " ".join(intro.split())
     assert f"above {ALL_METHODS_UP_TO:,} sessions only the release and `delete()`" in only_two
+
+
+def test_benchmark_run_splices_into_the_readme() -> None:
+    """`python -m benchmarks.readme` finds what it replaces: the README's own run line and tables,
+    given back as a run's results.md, leave it as it is; a new run's replace them."""
+    from benchmarks.readme import RUN_LINE, spliced
+
+    machine, command = RUN_LINE.search(README).group().split(" Command:\n")  # type: ignore[union-attr]
+    tables = README[README.index("#### Targets") : README.index("\n## License")]
+    own = "# Release logout benchmark\n\n{}\n\nCommand: {}\n\n{}".format(
+        machine.removeprefix("Measured with nothing else running: "),
+        command,
+        re.sub("^####", "###", tables, flags=re.MULTILINE),
+    )
+    new = "# Release logout benchmark\n\nA machine.\n\nCommand: `python -m benchmarks` (1 min).\n\n"
+    new += "### Targets\n\n| target |\n"
+
+    assert spliced(README, own) == README
+    after = spliced(README, new)
+    assert "running: A machine. Command:\n`python -m benchmarks` (1 min).\n" in after
+    assert (
+        after.split("#### Targets")[1]
+        == "\n\n| target |\n\n## License" + README.split("\n## License")[1]
+    )
+
+
+TINY_RUN = "# Release logout benchmark\n\nM.\n\nCommand: `c`\n\n### Targets\n"
+
+
+@pytest.mark.parametrize(
+    ("readme", "results", "message"),
+    [
+        (README, "# Release logout benchmark\n\nno command", "does not start with the machine"),
+        ("no run line", TINY_RUN, "no single line"),
+        (
+            "Measured with nothing else running: M. Command:\n`python -m benchmarks` (1 min).",
+            TINY_RUN,
+            "no '#### Targets' before '## License'",
+        ),
+    ],
+)
+def test_benchmark_splice_refuses_what_it_cannot_place(
+    readme: str, results: str, message: str
+) -> None:
+    from benchmarks.readme import SpliceError, spliced
+
+    with pytest.raises(SpliceError, match=re.escape(message)):
+        spliced(readme, results)
