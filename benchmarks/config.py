@@ -9,6 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+REPORT_TITLE = "# Release logout benchmark"  # results.md's first line
 
 # The suite's own databases: other runs (the tests) use test_release* and Redis 13 and 15.
 # BENCH_DATABASE and BENCH_REDIS_DB name others, for two runs at once on the same servers.

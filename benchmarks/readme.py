@@ -16,7 +16,8 @@ import shutil
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchmarks.config import REPORT_TITLE, ROOT
+
 RUN_LINE = re.compile(
     r"^Measured with nothing else running: .*? Command:\n`python -m benchmarks[^`]*` \([^)]*\)\.$",
     re.MULTILINE,
@@ -31,7 +32,7 @@ class SpliceError(Exception):
 def spliced(readme: str, results: str) -> str:
     """The README with the run line and the tables of `results` (a run's results.md)."""
     machine, _, rest = results.partition("\n\nCommand: ")
-    machine = machine.removeprefix("# Release logout benchmark\n\n")
+    machine = machine.removeprefix(f"{REPORT_TITLE}\n\n")
     command, found, rest = rest.partition("\n\n### Targets\n")
     if not found or "\n" in machine or "\n" in command:
         raise SpliceError(
@@ -43,13 +44,12 @@ def spliced(readme: str, results: str) -> str:
             "The README has no single line 'Measured with nothing else running: ... Command:' "
             "followed by the command: restore it before splicing."
         )
+    run_line = f"Measured with nothing else running: {machine} Command:\n{command}"
+    readme = RUN_LINE.sub(lambda _: run_line, readme)
     start, end = readme.find(TABLES_START), readme.find(TABLES_END)
     if start < 0 or end < start:
         raise SpliceError(f"The README has no {TABLES_START!r} before {TABLES_END.strip()!r}.")
-    run_line = f"Measured with nothing else running: {machine} Command:\n{command}"
     tables = re.sub(r"^###", "####", "### Targets\n" + rest, flags=re.MULTILINE)
-    readme = RUN_LINE.sub(lambda _: run_line, readme)
-    start, end = readme.find(TABLES_START), readme.find(TABLES_END)
     return readme[:start] + tables.rstrip("\n") + "\n" + readme[end:]
 
 

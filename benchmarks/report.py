@@ -21,6 +21,7 @@ from benchmarks.config import (
     LIVE_MIN_RATE,
     LIVE_RATE,
     LIVE_WORKERS,
+    REPORT_TITLE,
 )
 from benchmarks.live import shortfall
 from benchmarks.methods import METHODS, WAITS_JUDGED, Measurement, reference_of
@@ -376,7 +377,7 @@ def guard_cost_table(cost: dict[str, Any]) -> list[str]:
 
 def markdown(results: Results) -> str:
     lines = [
-        "# Release logout benchmark",
+        REPORT_TITLE,
         "",
         f"{results.started}, {machine_line(results)}.",
         "",

@@ -202,11 +202,13 @@ def test_benchmark_options_are_the_suites() -> None:
 def test_benchmark_run_splices_into_the_readme() -> None:
     """`python -m benchmarks.readme` finds what it replaces: the README's own run line and tables,
     given back as a run's results.md, leave it as it is; a new run's replace them."""
+    from benchmarks.config import REPORT_TITLE
     from benchmarks.readme import RUN_LINE, spliced
 
     machine, command = RUN_LINE.search(README).group().split(" Command:\n")  # type: ignore[union-attr]
     tables = README[README.index("#### Targets") : README.index("\n## License")]
-    own = "# Release logout benchmark\n\n{}\n\nCommand: {}\n\n{}".format(
+    own = "{}\n\n{}\n\nCommand: {}\n\n{}".format(
+        REPORT_TITLE,
         machine.removeprefix("Measured with nothing else running: "),
         command,
         re.sub("^####", "###", tables, flags=re.MULTILINE),
